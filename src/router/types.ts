@@ -1,4 +1,5 @@
 import type { PoolLike } from '../balancer/types.js';
+import type { PoolConfig } from '../config/runtime.js';
 import type { RouteKey } from '../core/types.js';
 
 /** Header rewrite rules compiled at config load (regexes built once). */
@@ -14,6 +15,8 @@ export interface CompiledRoute {
   readonly index: number;
   /** The pool of the same config snapshot; undefined only when `deny`. */
   readonly pool: PoolLike | undefined;
+  /** That pool's config (timeouts, retries, hash, persist, thrift). */
+  readonly poolConfig: PoolConfig | undefined;
   readonly deny: boolean;
   readonly requestHeaders?: CompiledHeaderRules;
   readonly responseHeaders?: CompiledHeaderRules;
