@@ -1,0 +1,122 @@
+import type { Member, Selector, SelectorFactory } from '../types.js';
+import { SmoothWeightedRR } from './roundrobin.js';
+
+/**
+ * Ring points per unit of weight. 40 keeps the spread between equal servers within
+ * about ±15% at weight 1 (share deviation ~ 1/sqrt(points)) while a ring of 10 servers at
+ * weight 100 (40,000 points) still builds in a few milliseconds.
+ */
+export const POINTS_PER_WEIGHT = 40;
+/** Ring size cap; above it every member's point count is scaled down by the same factor. */
+export const MAX_POINTS = 1 << 18;
+// Sort key = hash * 2^21 + member index: exact in a double (2^32 * 2^21 = 2^53).
+const INDEX_SPAN = 2 ** 21;
+
+/**
+ * FNV-1a over the UTF-16 code units, then the murmur3 finaliser: FNV alone mixes the last
+ * characters poorly, and ring points named "g1#0", "g1#1", … differ only there.
+ * charCodeAt keeps it allocation-free (no Buffer, no TextEncoder).
+ */
+export function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * Consistent hashing on a ring keyed by server name (ketama style): a server's points
+ * depend only on its name and weight, so adding or removing one of N servers moves about
+ * 1/N of the keys and no key moves between two servers that both stayed. Virtual nodes are
+ * proportional to weight. A key goes to the first point clockwise of its hash; when that
+ * member is rejected (full, being avoided) the walk goes on clockwise, which is also where
+ * the key would land if that member were gone.
+ */
+class HashRing implements Selector {
+  private readonly members: readonly Member[];
+  private readonly hashes: Uint32Array;
+  private readonly owners: Int32Array;
+  private readonly fallback: SmoothWeightedRR;
+  // Per-select "already rejected" marks, stamped with a generation so nothing is cleared.
+  private readonly rejected: Uint32Array;
+  private gen = 0;
+
+  constructor(members: readonly Member[]) {
+    if (members.length >= INDEX_SPAN) throw new RangeError('hash: too many servers');
+    this.members = members;
+    this.fallback = new SmoothWeightedRR(members);
+    this.rejected = new Uint32Array(members.length);
+    let totalWeight = 0;
+    for (const m of members) totalWeight += m.weight;
+    const scale = Math.min(1, MAX_POINTS / Math.max(1, totalWeight * POINTS_PER_WEIGHT));
+    const counts = members.map((m) => Math.max(1, Math.round(m.weight * POINTS_PER_WEIGHT * scale)));
+    let size = 0;
+    for (const c of counts) size += c;
+    const keys = new Float64Array(size);
+    let k = 0;
+    for (let i = 0; i < members.length; i++) {
+      const name = members[i].name;
+      for (let j = 0; j < counts[i]; j++) keys[k++] = hashString(`${name}#${j}`) * INDEX_SPAN + i;
+    }
+    keys.sort();
+    this.hashes = new Uint32Array(size);
+    this.owners = new Int32Array(size);
+    for (let p = 0; p < size; p++) {
+      const idx = keys[p] % INDEX_SPAN;
+      this.owners[p] = idx;
+      this.hashes[p] = (keys[p] - idx) / INDEX_SPAN;
+    }
+  }
+
+  select(key: string | undefined, accept: (m: Member) => boolean): Member | undefined {
+    const { members, hashes, owners } = this;
+    const n = members.length;
+    if (n === 0) return undefined;
+    if (key === undefined) return this.fallback.select(undefined, accept);
+    const h = hashString(key);
+    // First point with hash >= h; past the end wraps to the start of the ring.
+    let lo = 0;
+    let hi = hashes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (hashes[mid] < h) lo = mid + 1;
+      else hi = mid;
+    }
+    const size = hashes.length;
+    const m0 = members[owners[lo === size ? 0 : lo]];
+    if (accept(m0)) return m0;
+    return this.walk(lo, accept);
+  }
+
+  private walk(start: number, accept: (m: Member) => boolean): Member | undefined {
+    const { members, hashes, owners, rejected } = this;
+    const size = hashes.length;
+    const n = members.length;
+    let gen = ++this.gen;
+    if (gen === 0xffffffff) {
+      rejected.fill(0);
+      this.gen = gen = 1;
+    }
+    let seen = 0;
+    let p = start;
+    for (let k = 0; k < size && seen < n; k++, p++) {
+      if (p >= size) p -= size;
+      const idx = owners[p];
+      if (rejected[idx] === gen) continue;
+      const m = members[idx];
+      if (accept(m)) return m;
+      rejected[idx] = gen;
+      seen++;
+    }
+    return undefined;
+  }
+}
+
+export const hash: SelectorFactory = (members) => new HashRing(members);
