@@ -1,0 +1,341 @@
+// The admin listener (SPEC §4): stats page, JSON, Prometheus, health, runtime server state
+// and weight, reload. node:http is enough: this is not a hot path, and every input it
+// takes (path, headers, body) is bounded before it is looked at.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { PoolLike } from '../balancer/types.js';
+import type { AdminState, HostPort } from '../core/types.js';
+import type { GatewayView, StatsRegistry } from '../stats/registry.js';
+import { renderHtml } from '../stats/render/html.js';
+import { buildStats } from '../stats/render/json.js';
+import { CONTENT_TYPE as PROM_TYPE, renderPrometheus } from '../stats/render/prometheus.js';
+
+export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
+
+export interface AdminOptions {
+  bind: HostPort;
+  /** Basic auth; the password is already resolved from its environment variable. */
+  auth?: { user: string; password: string };
+  stats: StatsRegistry;
+  /** Current listeners and pools; defaults to the registry's provider. */
+  view?: () => GatewayView;
+  reload: () => Promise<ReloadResult>;
+  draining: () => boolean;
+  logger: Logger;
+  /** Serve /metrics (admin.metrics); when false it answers 404. Default true. */
+  metrics?: boolean;
+  /** Largest request body accepted (bytes); larger gets 413. Default 64 KiB. */
+  maxBody?: number;
+  /** Refresh interval the stats page starts with (ms). */
+  refreshMs?: number;
+}
+
+export interface AdminServer {
+  close(): Promise<void>;
+  /** Where it listens (the real port when bind.port was 0). */
+  readonly address: HostPort;
+}
+
+/** A pool the admin API can steer; the balancer's Pool has both methods. */
+interface SteerablePool extends PoolLike {
+  setAdmin(name: string, state: AdminState): boolean;
+  setWeight(name: string, weight: number): boolean;
+}
+
+function steerable(p: PoolLike): p is SteerablePool {
+  const s = p as Partial<SteerablePool>;
+  return typeof s.setAdmin === 'function' && typeof s.setWeight === 'function';
+}
+
+const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint'];
+const MAX_URL = 2048;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** SHA-256 both sides so timingSafeEqual gets equal lengths and the length leaks nothing. */
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+function checkAuth(header: string | undefined, expected: Buffer): boolean {
+  if (header === undefined || header.length > 1024) return false;
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  const given = m ? Buffer.from(m[1], 'base64').toString('utf8') : '';
+  // Always compare, even on a malformed header, so timing does not tell which case it was.
+  return timingSafeEqual(digest(given), expected) && m !== null;
+}
+
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      reject(new HttpError(413, `body larger than ${max} bytes`, { connection: 'close' }));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        reject(new HttpError(413, `body larger than ${max} bytes`, { connection: 'close' }));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+async function readJson(req: http.IncomingMessage, max: number): Promise<Record<string, unknown>> {
+  const body = await readBody(req, max);
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'body is not valid JSON');
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new HttpError(400, 'body must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function send(
+  res: http.ServerResponse,
+  status: number,
+  body: string,
+  type: string,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) return;
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  v: unknown,
+  headers?: Record<string, string>,
+): void {
+  send(res, status, `${JSON.stringify(v)}\n`, 'application/json; charset=utf-8', headers);
+}
+
+export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
+  const view = opts.view ?? opts.stats.view;
+  const maxBody = opts.maxBody ?? 64 * 1024;
+  const log = opts.logger;
+  const expected = opts.auth ? digest(`${opts.auth.user}:${opts.auth.password}`) : undefined;
+  const metricsOn = opts.metrics !== false;
+  // One reload at a time: a second POST waits for the first and then runs its own.
+  let reloading: Promise<unknown> = Promise.resolve();
+
+  const findPool = (name: string): SteerablePool => {
+    const entry = view().pools.get(name);
+    if (entry === undefined) throw new HttpError(404, `no pool named "${name}"`);
+    if (!steerable(entry.pool)) throw new HttpError(501, `pool "${name}" cannot be changed at runtime`);
+    return entry.pool;
+  };
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const rawUrl = req.url ?? '/';
+    if (rawUrl.length > MAX_URL) throw new HttpError(414, 'URL too long');
+    const q = rawUrl.indexOf('?');
+    const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
+
+    // Probes (load balancers, orchestrators) rarely carry credentials, and the answer
+    // tells nothing but "serving" or "draining".
+    if (path === '/healthz') {
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'use GET', { allow: 'GET, HEAD' });
+      const draining = opts.draining();
+      send(res, draining ? 503 : 200, draining ? 'draining\n' : 'ok\n', 'text/plain; charset=utf-8');
+      return;
+    }
+
+    if (expected !== undefined && !checkAuth(req.headers.authorization, expected)) {
+      throw new HttpError(401, 'authentication required', {
+        'www-authenticate': 'Basic realm="switchyard admin", charset="UTF-8"',
+      });
+    }
+
+    const get = method === 'GET' || method === 'HEAD';
+    switch (path) {
+      case '/':
+      case '/stats':
+        if (!get) throw new HttpError(405, 'use GET', { allow: 'GET, HEAD' });
+        send(
+          res,
+          200,
+          renderHtml(buildStats(opts.stats), { refreshMs: opts.refreshMs }),
+          'text/html; charset=utf-8',
+          {
+            'content-security-policy':
+              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+          },
+        );
+        return;
+      case '/stats.json':
+        if (!get) throw new HttpError(405, 'use GET', { allow: 'GET, HEAD' });
+        sendJson(res, 200, buildStats(opts.stats));
+        return;
+      case '/metrics':
+        if (!metricsOn) throw new HttpError(404, 'metrics are off (admin.metrics: false)');
+        if (!get) throw new HttpError(405, 'use GET', { allow: 'GET, HEAD' });
+        send(res, 200, await renderPrometheus(opts.stats), PROM_TYPE);
+        return;
+      case '/reload': {
+        if (method !== 'POST') throw new HttpError(405, 'use POST', { allow: 'POST' });
+        await readBody(req, maxBody); // ignored, but drained and bounded
+        const run = reloading.then(() => opts.reload());
+        reloading = run.catch(() => undefined);
+        let result: ReloadResult;
+        try {
+          result = await run;
+        } catch (err) {
+          log.error({ event: 'reload', ok: false, by: 'admin', err }, 'reload failed');
+          sendJson(res, 500, { ok: false, errors: [err instanceof Error ? err.message : String(err)] });
+          return;
+        }
+        if (result.ok) sendJson(res, 200, { ok: true });
+        else sendJson(res, 400, { ok: false, errors: result.errors });
+        return;
+      }
+    }
+
+    // /pools/{pool}/servers/{server}/{state|weight}
+    const parts = path.split('/');
+    if (parts.length === 6 && parts[0] === '' && parts[1] === 'pools' && parts[3] === 'servers') {
+      const what = parts[5];
+      if (what !== 'state' && what !== 'weight') throw new HttpError(404, 'not found');
+      if (method !== 'POST') throw new HttpError(405, 'use POST', { allow: 'POST' });
+      let poolName: string;
+      let serverName: string;
+      try {
+        poolName = decodeURIComponent(parts[2]);
+        serverName = decodeURIComponent(parts[4]);
+      } catch {
+        throw new HttpError(400, 'bad percent-encoding in path');
+      }
+      const pool = findPool(poolName);
+      const member = pool.members.find((m) => m.name === serverName);
+      if (member === undefined)
+        throw new HttpError(404, `no server named "${serverName}" in pool "${poolName}"`);
+      const body = await readJson(req, maxBody);
+      const client = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+      if (what === 'state') {
+        const state = body.state;
+        if (typeof state !== 'string' || !ADMIN_STATES.includes(state as AdminState)) {
+          throw new HttpError(400, 'state must be one of "ready", "drain", "maint"');
+        }
+        const from = member.admin;
+        if (!pool.setAdmin(serverName, state as AdminState))
+          throw new HttpError(404, `no server named "${serverName}"`);
+        log.info(
+          {
+            event: 'admin',
+            action: 'set_state',
+            pool: poolName,
+            server: serverName,
+            from,
+            to: state,
+            client,
+          },
+          'admin state changed',
+        );
+      } else {
+        const weight = body.weight;
+        if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 256) {
+          throw new HttpError(400, 'weight must be an integer from 0 to 256');
+        }
+        const from = member.weight;
+        if (!pool.setWeight(serverName, weight)) throw new HttpError(404, `no server named "${serverName}"`);
+        log.info(
+          {
+            event: 'admin',
+            action: 'set_weight',
+            pool: poolName,
+            server: serverName,
+            from,
+            to: weight,
+            client,
+          },
+          'weight changed',
+        );
+      }
+      sendJson(res, 200, {
+        ok: true,
+        pool: poolName,
+        server: serverName,
+        state: member.state,
+        admin: member.admin,
+        weight: member.weight,
+      });
+      return;
+    }
+    throw new HttpError(404, 'not found');
+  }
+
+  const server = http.createServer(
+    {
+      // Slow or idle admin clients must not hold sockets forever.
+      requestTimeout: 30_000,
+      headersTimeout: 10_000,
+      keepAliveTimeout: 5_000,
+      maxHeaderSize: 16 * 1024,
+    },
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        if (err instanceof HttpError) {
+          sendJson(res, err.status, { ok: false, errors: [err.message] }, err.headers);
+          return;
+        }
+        log.error({ event: 'admin', err, url: req.url?.slice(0, 200) }, 'admin request failed');
+        sendJson(res, 500, { ok: false, errors: ['internal error'] });
+      });
+    },
+  );
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(opts.bind.port, opts.bind.host === '' ? undefined : opts.bind.host, () => {
+      server.off('error', onError);
+      server.on('error', (err) => log.error({ event: 'admin', err }, 'admin server error'));
+      const a = server.address() as AddressInfo;
+      const address: HostPort = { host: a.address, port: a.port };
+      const bind = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+      log.info({ event: 'listener_start', listener: 'admin', bind }, 'admin listening');
+      resolve({
+        address,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
