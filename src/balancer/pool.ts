@@ -176,8 +176,13 @@ export class Pool implements PoolLike {
   };
 
   pick(req?: PickRequest): Pick {
-    const now = Date.now();
-    if (now >= this.nextExpiry) this.refresh('outlier ejection ended');
+    // The clock is read only while an ejection is running (Date.now() is a measurable share
+    // of a pick): otherwise every ejectedUntil is in the past and +Infinity compares the same.
+    let now = Number.POSITIVE_INFINITY;
+    if (this.nextExpiry !== Number.POSITIVE_INFINITY) {
+      now = Date.now();
+      if (now >= this.nextExpiry) this.refresh('outlier ejection ended');
+    }
     this.now = now;
     this.avoid = req?.avoid;
     let m: Member | undefined;

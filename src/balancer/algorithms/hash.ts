@@ -18,11 +18,29 @@ const INDEX_SPAN = 2 ** 21;
  * charCodeAt keeps it allocation-free (no Buffer, no TextEncoder).
  */
 export function hashString(s: string): number {
-  let h = 0x811c9dc5;
+  return finish(fnv(0x811c9dc5, s));
+}
+
+function fnv(h: number, s: string): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
+  return h;
+}
+
+/** FNV-1a state after `prefix` extended by the decimal digits of n: hashString(`${prefix}${n}`). */
+function fnvDigits(h: number, n: number): number {
+  let div = 1;
+  while (div * 10 <= n) div *= 10;
+  for (; div >= 1; div /= 10) {
+    h ^= 48 + (Math.floor(n / div) % 10);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h;
+}
+
+function finish(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -62,8 +80,9 @@ class HashRing implements Selector {
     const keys = new Float64Array(size);
     let k = 0;
     for (let i = 0; i < members.length; i++) {
-      const name = members[i].name;
-      for (let j = 0; j < counts[i]; j++) keys[k++] = hashString(`${name}#${j}`) * INDEX_SPAN + i;
+      // Point j of a server is hashString(`${name}#${j}`), streamed without building strings.
+      const prefix = fnv(0x811c9dc5, `${members[i].name}#`);
+      for (let j = 0; j < counts[i]; j++) keys[k++] = finish(fnvDigits(prefix, j)) * INDEX_SPAN + i;
     }
     keys.sort();
     this.hashes = new Uint32Array(size);
