@@ -211,7 +211,7 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         try {
           result = await run;
         } catch (err) {
-          log.error({ event: 'reload', ok: false, by: 'admin', err }, 'reload failed');
+          log.error({ type: 'event', event: 'reload', ok: false, by: 'admin', err }, 'reload failed');
           sendJson(res, 500, { ok: false, errors: [err instanceof Error ? err.message : String(err)] });
           return;
         }
@@ -251,6 +251,7 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
           throw new HttpError(404, `no server named "${serverName}"`);
         log.info(
           {
+            type: 'event',
             event: 'admin',
             action: 'set_state',
             pool: poolName,
@@ -270,6 +271,7 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         if (!pool.setWeight(serverName, weight)) throw new HttpError(404, `no server named "${serverName}"`);
         log.info(
           {
+            type: 'event',
             event: 'admin',
             action: 'set_weight',
             pool: poolName,
@@ -308,7 +310,10 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
           sendJson(res, err.status, { ok: false, errors: [err.message] }, err.headers);
           return;
         }
-        log.error({ event: 'admin', err, url: req.url?.slice(0, 200) }, 'admin request failed');
+        log.error(
+          { type: 'event', event: 'admin', err, url: req.url?.slice(0, 200) },
+          'admin request failed',
+        );
         sendJson(res, 500, { ok: false, errors: ['internal error'] });
       });
     },
@@ -323,11 +328,11 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     server.once('error', onError);
     server.listen(opts.bind.port, opts.bind.host === '' ? undefined : opts.bind.host, () => {
       server.off('error', onError);
-      server.on('error', (err) => log.error({ event: 'admin', err }, 'admin server error'));
+      server.on('error', (err) => log.error({ type: 'event', event: 'admin', err }, 'admin server error'));
       const a = server.address() as AddressInfo;
       const address: HostPort = { host: a.address, port: a.port };
       const bind = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-      log.info({ event: 'listener_start', listener: 'admin', bind }, 'admin listening');
+      log.info({ type: 'event', event: 'listener_start', listener: 'admin', bind }, 'admin listening');
       resolve({
         address,
         close: () =>
