@@ -363,22 +363,23 @@ test('reload carries over members with the same name and address', () => {
   assert.equal(next.members.length, 3);
 });
 
-test('200k pick/release cycles per algorithm leave counters exact (cost printed, not asserted)', () => {
+test('50k pick/release cycles per algorithm leave counters exact (cost printed, not asserted)', () => {
   for (const balance of ALGORITHMS) {
     const servers = Array.from({ length: 10 }, (_, i) => server(`s${i}`, { weight: 1 + (i % 3) }));
     const pool = new Pool(poolConfig(balance, servers));
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < 200_000; i++) must(pool.pick({ hashKey: 'user-42' })).release({ ok: true });
-    const ns = Number(process.hrtime.bigint() - t0) / 200_000;
+    for (let i = 0; i < 50_000; i++) must(pool.pick({ hashKey: 'user-42' })).release({ ok: true });
+    const ns = Number(process.hrtime.bigint() - t0) / 50_000;
     assert.equal(
       pool.members.reduce((s, m) => s + m.active, 0),
       0,
     );
     assert.equal(
       pool.members.reduce((s, m) => s + m.total, 0),
-      200_000,
+      50_000,
     );
-    // Not asserted (no timing assertions); shown for docs/balancing.md.
+    // Not asserted (no timing assertions). Under tsx, esbuild's keepNames wraps the per-pick
+    // release closure in __name(), several times the cost of the tsc-compiled build.
     console.log(`# ${balance}: ${ns.toFixed(0)} ns per pick+release over 10 servers`);
   }
 });

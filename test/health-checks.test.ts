@@ -10,6 +10,7 @@ import type { MemberSpec } from '../src/balancer/types.js';
 import type { HealthConfig, PoolConfig } from '../src/config/runtime.js';
 import type { HealthCheckType, PoolProtocol } from '../src/core/types.js';
 import { getCheck, registerCheck } from '../src/health/checks/index.js';
+import { HealthManager } from '../src/health/manager.js';
 import { HealthScheduler } from '../src/health/scheduler.js';
 
 function spec(name: string, port: number): MemberSpec {
@@ -366,4 +367,28 @@ test('outlier: N consecutive reported failures eject a server until `eject` pass
       ['down', 'up', 'outlier ejection ended'],
     ],
   );
+});
+
+test('HealthManager: adopts reloaded pools by name and stops removed ones', async (t) => {
+  const a = new TcpServer();
+  await a.start();
+  t.after(() => a.stop());
+  const manager = new HealthManager(capture().logger);
+  t.after(() => manager.stop());
+  const cfg = poolConfig([spec('a', a.port)], { fall: 1, rise: 1 });
+  const first = new Pool(cfg);
+  const [m] = first.members;
+  manager.update([first]);
+  await waitFor('checked', () => m.lastCheck !== undefined);
+  await a.stop();
+  await waitFor('down', () => m.health === 'down');
+  const second = new Pool(cfg, first);
+  manager.update([second]);
+  assert.equal(second.members[0].state, 'down');
+  await a.start();
+  await waitFor('up via the adopted scheduler', () => m.health === 'up');
+  manager.update([]);
+  const last = m.lastCheck?.at;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(m.lastCheck?.at, last, 'removed pool is no longer checked');
 });
