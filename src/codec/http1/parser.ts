@@ -1,0 +1,462 @@
+// Strict, bounded HTTP/1.1 head parser (RFC 9112). Pure: no I/O.
+//
+// Why our own: node's llhttp is only reachable through undocumented internals, and the proxy
+// needs the raw head bytes and body framing, not a decoded message. The parser is strict on
+// purpose — every shape two HTTP implementations may read differently (request smuggling) is
+// an error: CL together with TE, differing Content-Length values, transfer codings other than
+// a final `chunked`, obs-fold, bare CR or LF, whitespace before the colon, control bytes.
+
+/** tchar (RFC 9110 §5.6.2). */
+const TOKEN = new Uint8Array(256);
+/** field-value bytes: VCHAR, SP, HTAB, obs-text (RFC 9110 §5.5); no CTL, no DEL. */
+const VALUE = new Uint8Array(256);
+/** request-target bytes: visible ASCII only. */
+const TARGET = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) {
+  TARGET[c] = 1;
+  VALUE[c] = 1;
+}
+for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1;
+VALUE[0x20] = 1;
+VALUE[0x09] = 1;
+for (const ch of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TOKEN[ch.charCodeAt(0)] = 1;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+
+/** A head that cannot be accepted: the status to answer with (400, 431, 501) and why. */
+export class HeadError {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+  ) {}
+}
+
+/** Body framing of a message. */
+export const BODY_NONE = 0;
+export const BODY_LENGTH = 1;
+export const BODY_CHUNKED = 2;
+/** Response only: the body runs until the server closes. */
+export const BODY_CLOSE = 3;
+
+interface Fields {
+  /** Header names as sent, lower-cased names and values, index-aligned. */
+  names: string[];
+  lower: string[];
+  values: string[];
+  contentLength: number; // -1 when absent
+  chunked: boolean;
+  /** A Transfer-Encoding was present (even when not `chunked`). */
+  te: boolean;
+  close: boolean;
+  keepAliveToken: boolean;
+  upgradeToken: boolean;
+  /** Connection-listed names other than close/keep-alive/upgrade: hop-by-hop too. */
+  connTokens: string[] | undefined;
+}
+
+export interface Http1Request extends Fields {
+  method: string;
+  target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** Bytes of the head including its final CRLFCRLF (and leading empty lines). */
+  headBytes: number;
+  host: string | undefined;
+  bodyKind: number;
+  keepAlive: boolean;
+  /** Value of `Upgrade` when `Connection: upgrade` asked for it. */
+  upgrade: string | undefined;
+  expectContinue: boolean;
+}
+
+export interface Http1Response extends Fields {
+  minor: number;
+  status: number;
+  reason: string;
+  headBytes: number;
+  keepAlive: boolean;
+}
+
+function newFields(): Fields {
+  return {
+    names: [],
+    lower: [],
+    values: [],
+    contentLength: -1,
+    chunked: false,
+    te: false,
+    close: false,
+    keepAliveToken: false,
+    upgradeToken: false,
+    connTokens: undefined,
+  };
+}
+
+function isDigits(s: string): boolean {
+  if (s.length === 0 || s.length > 15) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses header lines of `s` from `pos`; `s` ends with the CRLF of the last line. Returns an
+ * error reason or undefined. Records Host/Upgrade/Expect via `extra` when given.
+ */
+function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | undefined): string | undefined {
+  let teValue = '';
+  const len = s.length;
+  while (pos < len) {
+    const e = s.indexOf('\r\n', pos);
+    const c0 = s.charCodeAt(pos);
+    if (c0 === 0x20 || c0 === 0x09) return 'obs-fold';
+    const colon = s.indexOf(':', pos);
+    if (colon === -1 || colon > e || colon === pos) return 'bad header line';
+    for (let i = pos; i < colon; i++) {
+      if (TOKEN[s.charCodeAt(i)] !== 1) return 'bad header name';
+    }
+    let vs = colon + 1;
+    while (vs < e) {
+      const c = s.charCodeAt(vs);
+      if (c !== 0x20 && c !== 0x09) break;
+      vs++;
+    }
+    let ve = e;
+    while (ve > vs) {
+      const c = s.charCodeAt(ve - 1);
+      if (c !== 0x20 && c !== 0x09) break;
+      ve--;
+    }
+    for (let i = vs; i < ve; i++) {
+      if (VALUE[s.charCodeAt(i)] !== 1) return 'bad header value';
+    }
+    const name = s.slice(pos, colon);
+    const lower = name.toLowerCase();
+    const value = s.slice(vs, ve);
+    f.names.push(name);
+    f.lower.push(lower);
+    f.values.push(value);
+    switch (lower) {
+      case 'content-length': {
+        // A list of identical values is allowed (RFC 9112 §6.3 item 5); anything else is not.
+        let n = -1;
+        if (isDigits(value)) n = Number(value);
+        else {
+          for (const part of value.split(',')) {
+            const t = part.trim();
+            if (!isDigits(t)) return 'bad content-length';
+            const v = Number(t);
+            if (n !== -1 && v !== n) return 'differing content-length';
+            n = v;
+          }
+        }
+        if (f.contentLength !== -1 && f.contentLength !== n) return 'differing content-length';
+        f.contentLength = n;
+        break;
+      }
+      case 'transfer-encoding':
+        f.te = true;
+        teValue = teValue === '' ? value : `${teValue}, ${value}`;
+        break;
+      case 'connection':
+        for (const part of value.split(',')) {
+          const t = part.trim().toLowerCase();
+          if (t === 'close') f.close = true;
+          else if (t === 'keep-alive') f.keepAliveToken = true;
+          else if (t === 'upgrade') f.upgradeToken = true;
+          else if (t !== '') {
+            if (f.connTokens === undefined) f.connTokens = [t];
+            else if (f.connTokens.length < 32) f.connTokens.push(t);
+          }
+        }
+        break;
+      case 'host':
+        if (extra !== undefined) {
+          if (extra.host !== undefined) return 'duplicate host';
+          extra.host = value;
+        }
+        break;
+      case 'upgrade':
+        if (extra !== undefined) extra.upgrade = value;
+        break;
+      case 'expect':
+        if (extra !== undefined && value.toLowerCase() === '100-continue') extra.expectContinue = true;
+        break;
+    }
+    pos = e + 2;
+  }
+  if (f.te) {
+    const codings = teValue.toLowerCase().split(',');
+    const last = codings[codings.length - 1].trim();
+    if (last !== 'chunked') return extra ? 'transfer-encoding not ending in chunked' : undefined;
+    if (codings.length > 1) return extra ? 'unsupported transfer-coding' : undefined;
+    f.chunked = true;
+  }
+  return undefined;
+}
+
+/**
+ * Parses a request head at `buf[start..]`. Returns null while incomplete (and within
+ * `maxHead` bytes), the request, or a HeadError (431 when the head exceeds `maxHead`).
+ */
+export function parseRequest(buf: Buffer, start: number, maxHead: number): Http1Request | HeadError | null {
+  let p = start;
+  // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
+  for (let k = 0; k < 4 && p + 1 < buf.length && buf[p] === 13 && buf[p + 1] === 10; k++) p += 2;
+  const idx = buf.indexOf(CRLFCRLF, p);
+  if (idx === -1) {
+    if (buf.length - start > maxHead) return new HeadError(431, 'request header too large');
+    return null;
+  }
+  const headBytes = idx + 4 - start;
+  if (headBytes > maxHead) return new HeadError(431, 'request header too large');
+  const s = buf.toString('latin1', p, idx + 2);
+  const sp1 = s.indexOf(' ');
+  if (sp1 <= 0) return new HeadError(400, 'bad request line');
+  for (let i = 0; i < sp1; i++) {
+    if (TOKEN[s.charCodeAt(i)] !== 1) return new HeadError(400, 'bad method');
+  }
+  const sp2 = s.indexOf(' ', sp1 + 1);
+  if (sp2 === -1 || sp2 === sp1 + 1) return new HeadError(400, 'bad request line');
+  for (let i = sp1 + 1; i < sp2; i++) {
+    if (TARGET[s.charCodeAt(i)] !== 1) return new HeadError(400, 'bad request target');
+  }
+  const eol = s.indexOf('\r\n', sp2);
+  if (eol !== sp2 + 9 || s.charCodeAt(sp2 + 1) !== 0x48 || !s.startsWith('HTTP/1.', sp2 + 1)) {
+    return new HeadError(400, 'bad http version');
+  }
+  const mc = s.charCodeAt(sp2 + 8);
+  if (mc !== 0x30 && mc !== 0x31) return new HeadError(505, 'http version not supported');
+  const minor = mc - 0x30;
+  const req = newFields() as Http1Request;
+  req.method = s.slice(0, sp1);
+  req.target = s.slice(sp1 + 1, sp2);
+  req.minor = minor;
+  req.headBytes = headBytes;
+  req.host = undefined;
+  req.upgrade = undefined;
+  req.expectContinue = false;
+  const err = parseFields(s, eol + 2, req, req);
+  if (err !== undefined) {
+    return new HeadError(err === 'unsupported transfer-coding' ? 501 : 400, err);
+  }
+  if (req.te) {
+    // RFC 9112 §6.1: TE in HTTP/1.0 is faulty framing; §6.3: TE with CL is a smuggling shape.
+    if (minor === 0) return new HeadError(400, 'transfer-encoding in HTTP/1.0');
+    if (req.contentLength !== -1) return new HeadError(400, 'content-length with transfer-encoding');
+  }
+  if (minor === 1 && req.host === undefined) return new HeadError(400, 'missing host');
+  req.keepAlive = minor === 1 ? !req.close : req.keepAliveToken && !req.close;
+  req.bodyKind = req.chunked ? BODY_CHUNKED : req.contentLength > 0 ? BODY_LENGTH : BODY_NONE;
+  if (!req.upgradeToken) req.upgrade = undefined;
+  return req;
+}
+
+/**
+ * Parses a response head at `buf[start..]`. Returns null while incomplete, the response, or
+ * a HeadError (the proxy answers 502 for any of them).
+ */
+export function parseResponse(buf: Buffer, start: number, maxHead: number): Http1Response | HeadError | null {
+  const idx = buf.indexOf(CRLFCRLF, start);
+  if (idx === -1) {
+    if (buf.length - start > maxHead) return new HeadError(502, 'response header too large');
+    return null;
+  }
+  const headBytes = idx + 4 - start;
+  if (headBytes > maxHead) return new HeadError(502, 'response header too large');
+  const s = buf.toString('latin1', start, idx + 2);
+  const eol = s.indexOf('\r\n');
+  if (eol < 12 || !s.startsWith('HTTP/1.') || s.charCodeAt(8) !== 0x20) {
+    return new HeadError(502, 'bad status line');
+  }
+  const mc = s.charCodeAt(7);
+  if (mc !== 0x30 && mc !== 0x31) return new HeadError(502, 'bad status line');
+  let status = 0;
+  for (let i = 9; i < 12; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return new HeadError(502, 'bad status code');
+    status = status * 10 + (c - 0x30);
+  }
+  if (status < 100) return new HeadError(502, 'bad status code');
+  if (eol > 12 && s.charCodeAt(12) !== 0x20) return new HeadError(502, 'bad status line');
+  for (let i = 13; i < eol; i++) {
+    if (VALUE[s.charCodeAt(i)] !== 1) return new HeadError(502, 'bad reason phrase');
+  }
+  const res = newFields() as Http1Response;
+  res.minor = mc - 0x30;
+  res.status = status;
+  res.reason = eol > 13 ? s.slice(13, eol) : '';
+  res.headBytes = headBytes;
+  const err = parseFields(s, eol + 2, res, undefined);
+  if (err !== undefined) return new HeadError(502, err);
+  res.keepAlive = res.minor === 1 ? !res.close : res.keepAliveToken && !res.close;
+  return res;
+}
+
+/** Body framing of a response to a request with `method` (RFC 9112 §6.3). */
+export function responseBodyKind(res: Http1Response, method: string): number {
+  const st = res.status;
+  if (method === 'HEAD' || st < 200 || st === 204 || st === 304) return BODY_NONE;
+  if (res.te) return res.chunked ? BODY_CHUNKED : BODY_CLOSE;
+  if (res.contentLength >= 0) return res.contentLength === 0 ? BODY_NONE : BODY_LENGTH;
+  return BODY_CLOSE;
+}
+
+// Chunked decoder states.
+const S_SIZE = 0;
+const S_EXT = 1;
+const S_SIZE_LF = 2;
+const S_DATA = 3;
+const S_DATA_CR = 4;
+const S_DATA_LF = 5;
+const S_TRAILER_START = 6;
+const S_TRAILER = 7;
+const S_TRAILER_LF = 8;
+const S_END_LF = 9;
+const S_DONE = 10;
+
+/** Result of ChunkedDecoder.feed when the bytes are malformed. */
+export const CHUNK_ERROR = -2;
+/** Result of ChunkedDecoder.feed when all bytes were consumed and the body goes on. */
+export const CHUNK_MORE = -1;
+
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
+for (let c = 0; c < 6; c++) {
+  HEX[0x41 + c] = 10 + c;
+  HEX[0x61 + c] = 10 + c;
+}
+
+/**
+ * Tracks chunked framing (RFC 9112 §7.1) over arbitrary splits without copying. The proxy
+ * forwards the raw bytes; the decoder only says where the body ends. With a `sink`, data
+ * bytes are also reported (to de-chunk for HTTP/1.0 clients or HTTP/2 upstreams), and
+ * trailer lines are collected (bounded).
+ */
+export class ChunkedDecoder {
+  private state = S_SIZE;
+  private size = 0;
+  private sizeDigits = 0;
+  private lineBytes = 0;
+  private trailerBytes = 0;
+  /** Raw trailer section text (only collected with a sink). */
+  trailers = '';
+  /** Data bytes seen so far. */
+  dataBytes = 0;
+
+  constructor(
+    private readonly maxTrailer: number,
+    private readonly sink?: (buf: Buffer, start: number, end: number) => void,
+  ) {}
+
+  get done(): boolean {
+    return this.state === S_DONE;
+  }
+
+  /**
+   * Consumes `buf[start..end)`. Returns the offset just past the body's last byte when the
+   * body ends in this range, CHUNK_MORE when more is needed, CHUNK_ERROR on bad framing.
+   */
+  feed(buf: Buffer, start: number, end: number): number {
+    let i = start;
+    while (i < end) {
+      const c = buf[i];
+      switch (this.state) {
+        case S_SIZE: {
+          const h = HEX[c];
+          if (h >= 0) {
+            // 13 hex digits = 2^52: beyond any real body and still exact in a double.
+            if (++this.sizeDigits > 13) return CHUNK_ERROR;
+            this.size = this.size * 16 + h;
+          } else if (this.sizeDigits === 0) return CHUNK_ERROR;
+          else if (c === 0x0d) this.state = S_SIZE_LF;
+          else if (c === 0x3b) {
+            this.state = S_EXT;
+            this.lineBytes = 0;
+          } else return CHUNK_ERROR;
+          i++;
+          break;
+        }
+        case S_EXT:
+          if (c === 0x0d) this.state = S_SIZE_LF;
+          else if (c === 0x0a || VALUE[c] !== 1 || ++this.lineBytes > 1024) return CHUNK_ERROR;
+          i++;
+          break;
+        case S_SIZE_LF:
+          if (c !== 0x0a) return CHUNK_ERROR;
+          i++;
+          if (this.size === 0) {
+            this.state = S_TRAILER_START;
+          } else this.state = S_DATA;
+          break;
+        case S_DATA: {
+          const n = Math.min(this.size, end - i);
+          if (this.sink !== undefined) this.sink(buf, i, i + n);
+          this.dataBytes += n;
+          this.size -= n;
+          i += n;
+          if (this.size === 0) this.state = S_DATA_CR;
+          break;
+        }
+        case S_DATA_CR:
+          if (c !== 0x0d) return CHUNK_ERROR;
+          this.state = S_DATA_LF;
+          i++;
+          break;
+        case S_DATA_LF:
+          if (c !== 0x0a) return CHUNK_ERROR;
+          this.state = S_SIZE;
+          this.sizeDigits = 0;
+          i++;
+          break;
+        case S_TRAILER_START:
+          if (c === 0x0d) {
+            this.state = S_END_LF;
+            i++;
+            break;
+          }
+          this.state = S_TRAILER;
+          this.lineBytes = 0;
+          break;
+        case S_TRAILER:
+          if (c === 0x0d) this.state = S_TRAILER_LF;
+          else if (c === 0x0a || (VALUE[c] !== 1 && c !== 0x3a)) return CHUNK_ERROR;
+          else if (this.sink !== undefined) this.trailers += String.fromCharCode(c);
+          if (++this.trailerBytes > this.maxTrailer) return CHUNK_ERROR;
+          i++;
+          break;
+        case S_TRAILER_LF:
+          if (c !== 0x0a) return CHUNK_ERROR;
+          if (this.sink !== undefined) this.trailers += '\n';
+          this.state = S_TRAILER_START;
+          i++;
+          break;
+        case S_END_LF:
+          if (c !== 0x0a) return CHUNK_ERROR;
+          this.state = S_DONE;
+          return i + 1;
+        default:
+          return CHUNK_ERROR;
+      }
+    }
+    return CHUNK_MORE;
+  }
+
+  /** Trailer fields as [lower-case name, value] pairs (only with a sink). */
+  trailerPairs(): [string, string][] {
+    const out: [string, string][] = [];
+    for (const line of this.trailers.split('\n')) {
+      const colon = line.indexOf(':');
+      if (colon <= 0) continue;
+      const name = line.slice(0, colon);
+      let ok = true;
+      for (let i = 0; i < name.length; i++) if (TOKEN[name.charCodeAt(i)] !== 1) ok = false;
+      if (ok) out.push([name.toLowerCase(), line.slice(colon + 1).trim()]);
+    }
+    return out;
+  }
+}

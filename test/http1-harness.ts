@@ -1,0 +1,206 @@
+// Shared by the http1-* tests: the HTTP/1 proxy behind a minimal sniff (first chunk), with
+// the real config loader, router and balancer Pool, plus small real node:http backends.
+import http from 'node:http';
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { Pool } from '../src/balancer/pool.js';
+import type { PoolLike } from '../src/balancer/types.js';
+import { loadConfigText } from '../src/config/load.js';
+import type { PoolConfig } from '../src/config/runtime.js';
+import type { ClientConn, GatewayContext, ListenerState, ProtocolProxy } from '../src/core/proxy.js';
+import type { AccessRecord } from '../src/core/types.js';
+import { createHttp1Proxy } from '../src/proxy/http1/index.js';
+import { compileRouter } from '../src/router/compile.js';
+
+export interface Harness {
+  port: number;
+  records: AccessRecord[];
+  pools: Map<string, Pool>;
+  proxy: ProtocolProxy;
+  state: ListenerState;
+  close(): Promise<void>;
+}
+
+/** Starts the HTTP/1 proxy for the first listener of `yaml` on an ephemeral loopback port. */
+export async function startHarness(yaml: string): Promise<Harness> {
+  const loaded = loadConfigText(yaml, '/tmp/switchyard-http1-test.yaml');
+  if (!loaded.ok) throw new Error(`bad test config: ${loaded.errors.join('; ')}`);
+  const cfg = loaded.config;
+  const logger = pino({ level: 'silent' }, new Writable({ write: (_c, _e, cb) => cb() }));
+  const pools = new Map<string, Pool>();
+  const livePools = new Map<string, { pool: PoolLike; config: PoolConfig }>();
+  for (const [name, pc] of cfg.pools) {
+    const pool = new Pool(pc);
+    pools.set(name, pool);
+    livePools.set(name, { pool, config: pc });
+  }
+  const lc = cfg.listeners[0];
+  const state: ListenerState = {
+    name: lc.name,
+    current: {
+      config: lc,
+      router: compileRouter(lc.routes, livePools),
+      timeouts: lc.timeouts,
+      limits: lc.limits,
+      pools: livePools,
+    },
+    connections: { active: 0, total: 0, refused: 0, sniffTimeouts: 0 },
+  };
+  const records: AccessRecord[] = [];
+  const ctx: GatewayContext = {
+    logger,
+    finish(r) {
+      records.push(r);
+    },
+    draining: false,
+  };
+  const proxy = createHttp1Proxy(ctx);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.once('data', (head: Buffer) => {
+      socket.pause();
+      const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+      const conn: ClientConn = {
+        socket,
+        sniff: { cls: 'http1', head, reason: 'match' },
+        listener: state,
+        clientIp: ip,
+        clientAddr: `${ip}:${socket.remotePort}`,
+      };
+      proxy.handle(conn);
+    });
+    socket.resume();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    records,
+    pools,
+    proxy,
+    state,
+    async close() {
+      await proxy.drain(Date.now() + 200);
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+export interface Backend {
+  port: number;
+  server: http.Server;
+  /** Requests seen, in order. */
+  seen: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[];
+  /** Distinct client sockets the backend saw. */
+  sockets: number;
+  close(): Promise<void>;
+}
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, body: string) => void;
+
+/**
+ * A node:http backend that records every request (body read whole) and answers with
+ * `handler`, or by default 200 `name:METHOD:URL`. `streamHandler` takes over before the body
+ * is read (for echo/streaming tests).
+ */
+export async function startBackend(
+  name: string,
+  handler?: Handler,
+  streamHandler?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean,
+): Promise<Backend> {
+  const seen: Backend['seen'] = [];
+  const server = http.createServer();
+  const b: Backend = {
+    port: 0,
+    server,
+    seen,
+    sockets: 0,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+  server.on('connection', () => b.sockets++);
+  server.on('request', (req, res) => {
+    if (streamHandler?.(req, res)) return;
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(parts).toString();
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      if (handler) handler(req, res, body);
+      else res.end(`${name}:${req.method}:${req.url}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  b.port = (server.address() as net.AddressInfo).port;
+  return b;
+}
+
+/** Sends raw bytes on a fresh socket and collects everything until close or `ms`. */
+export async function rawExchange(port: number, data: string | Buffer, ms = 2000): Promise<string> {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => {});
+  const parts: Buffer[] = [];
+  sock.on('data', (c: Buffer) => parts.push(c));
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  sock.write(data);
+  await new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    sock.once('close', () => {
+      clearTimeout(t);
+      r();
+    });
+  });
+  sock.destroy();
+  return Buffer.concat(parts).toString('latin1');
+}
+
+/** A plain keep-alive GET through a given agent; resolves with status, headers and body. */
+export function get(
+  port: number,
+  path: string,
+  opts: { agent?: http.Agent; headers?: http.OutgoingHttpHeaders; method?: string; body?: string } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: opts.method ?? 'GET',
+        agent: opts.agent,
+        headers: opts.headers,
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(parts).toString(),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+export function poolYaml(name: string, ports: number[], extra = ''): string {
+  return `  ${name}:
+    protocol: h1
+    health: { type: none }
+${extra}    servers:
+${ports.map((p, i) => `      - { name: ${name}${i + 1}, address: "127.0.0.1:${p}" }`).join('\n')}
+`;
+}
