@@ -143,7 +143,7 @@ test('tcp: down after `fall` failed checks, up after `rise` on restart; picks sk
   ]);
   const logged = lines.find((l) => l.event === 'server_state');
   assert.ok(logged, 'state change logged');
-  assert.deepEqual([logged.server, logged.from, logged.to], ['a', 'up', 'down']);
+  assert.deepEqual([logged.type, logged.server, logged.from, logged.to], ['event', 'a', 'up', 'down']);
   for (let i = 0; i < 50; i++) {
     const p = pool.pick();
     assert.ok(p.ok && p.member === mb, 'never the down server');
@@ -314,7 +314,7 @@ test('registered check types are used; an unknown type falls back to tcp with a 
   s2.start();
   await waitFor('tcp fallback ran', () => unknown.members[0].lastCheck !== undefined);
   assert.equal(unknown.members[0].lastCheck?.detail, 'connected');
-  assert.ok(lines.some((l) => l.event === 'health_check_unavailable' && l.type === 'nonexistent'));
+  assert.ok(lines.some((l) => l.event === 'health_check_unavailable' && l.check === 'nonexistent'));
 });
 
 test('outlier: N consecutive reported failures eject a server until `eject` passes; a success resets', async () => {

@@ -70,7 +70,7 @@ export class HealthScheduler {
     this.check = getCheck(cfg.type);
     if (this.check === undefined) {
       this.logger.warn(
-        { event: 'health_check_unavailable', pool: pool.name, type: cfg.type },
+        { type: 'event', event: 'health_check_unavailable', pool: pool.name, check: cfg.type },
         `no ${cfg.type} health check is registered; checking with tcp connect instead`,
       );
       this.check = getCheck('tcp');
@@ -171,8 +171,10 @@ export class HealthScheduler {
     }
   }
 
+  /** Event record shape shared with core/logger.ts logEvent: `{ type: "event", event, ... }`. */
   private log(e: ServerStateEvent): void {
-    if (e.to === 'down') this.logger.warn(e, `server ${e.pool}/${e.server} is down: ${e.reason}`);
-    else this.logger.info(e, `server ${e.pool}/${e.server} is ${e.to}: ${e.reason}`);
+    const rec = { type: 'event', ...e };
+    if (e.to === 'down') this.logger.warn(rec, `server ${e.pool}/${e.server} is down: ${e.reason}`);
+    else this.logger.info(rec, `server ${e.pool}/${e.server} is ${e.to}: ${e.reason}`);
   }
 }
