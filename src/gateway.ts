@@ -1,0 +1,335 @@
+// The running gateway: builds live objects from a GatewayConfig, binds listeners, hands
+// each sniffed connection to its protocol proxy, and swaps configs on reload.
+import net from 'node:net';
+import { Pool } from './balancer/pool.js';
+import type { GatewayConfig, ListenerConfig, PoolConfig } from './config/runtime.js';
+import { formatHostPort, unmapIPv4 } from './core/address.js';
+import { type Logger, logEvent } from './core/logger.js';
+import type { GatewayContext, ListenerSnapshot, ListenerState, ProtocolProxy } from './core/proxy.js';
+import type { AccessRecord, SniffClass } from './core/types.js';
+import { HealthScheduler } from './health/scheduler.js';
+import { TlsTerminator } from './listener/tls.js';
+import { PROXIES } from './proxy/registry.js';
+import { compileRouter } from './router/compile.js';
+import { classify } from './sniff/classify.js';
+import { StatsRegistry } from './stats/registry.js';
+
+interface LivePool {
+  pool: Pool;
+  config: PoolConfig;
+  health: HealthScheduler;
+}
+
+interface Binding {
+  key: string;
+  server: net.Server;
+  state: ListenerState;
+}
+
+export interface GatewayView {
+  listeners: ListenerState[];
+  pools: ReadonlyMap<string, { pool: Pool; config: PoolConfig }>;
+}
+
+export class Gateway {
+  private config!: GatewayConfig;
+  private pools = new Map<string, LivePool>();
+  private listeners = new Map<string, ListenerState>();
+  private tls = new Map<string, TlsTerminator>();
+  private bindings = new Map<string, Binding>();
+  private readonly proxies = new Map<SniffClass, ProtocolProxy>();
+  private readonly sockets = new Set<net.Socket>();
+  private connections = 0;
+  private stopping = false;
+  readonly stats: StatsRegistry;
+  readonly ctx: GatewayContext;
+
+  private constructor(readonly logger: Logger) {
+    this.stats = new StatsRegistry(() => this.view());
+    const gw = this;
+    let accessLog = true;
+    this.ctx = {
+      logger,
+      finish(record: AccessRecord) {
+        gw.stats.record(record);
+        if (accessLog) logger.info({ type: 'access', ...record });
+      },
+      get draining() {
+        return gw.stopping;
+      },
+    };
+    this.setAccessLog = (on) => {
+      accessLog = on;
+    };
+    const tcp = PROXIES.tcp!(this.ctx);
+    this.proxies.set('tcp', tcp);
+    for (const cls of ['http1', 'h2', 'thrift', 'tls'] as const) {
+      const f = PROXIES[cls];
+      this.proxies.set(cls, f ? f(this.ctx) : tcp);
+    }
+  }
+
+  private setAccessLog: (on: boolean) => void;
+
+  /** Builds everything and binds every listener; rejects (and closes what it opened) if a bind fails. */
+  static async start(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+    const gw = new Gateway(logger);
+    try {
+      await gw.apply(config);
+    } catch (e) {
+      await gw.stop(0);
+      throw e;
+    }
+    return gw;
+  }
+
+  get currentConfig(): GatewayConfig {
+    return this.config;
+  }
+
+  get draining(): boolean {
+    return this.stopping;
+  }
+
+  view(): GatewayView {
+    return { listeners: [...this.listeners.values()], pools: this.pools };
+  }
+
+  /** Bound addresses of a listener (tests bind port 0). */
+  addresses(listener: string): net.AddressInfo[] {
+    const out: net.AddressInfo[] = [];
+    for (const b of this.bindings.values()) {
+      if (b.state.name === listener) out.push(b.server.address() as net.AddressInfo);
+    }
+    return out;
+  }
+
+  /** Swaps in a validated config. Unchanged binds keep their sockets; servers that stay keep their state. */
+  async apply(next: GatewayConfig): Promise<void> {
+    const pools = new Map<string, LivePool>();
+    for (const [name, cfg] of next.pools) {
+      const old = this.pools.get(name);
+      const previous = old && old.config.protocol === cfg.protocol ? old.pool : undefined;
+      const pool = new Pool(cfg, previous);
+      // A surviving pool keeps its scheduler (rise/fall streaks continue); see commit below.
+      pools.set(name, { pool, config: cfg, health: old?.health ?? new HealthScheduler(pool, this.logger) });
+    }
+    const poolView = new Map<string, { pool: Pool; config: PoolConfig }>();
+    for (const [name, p] of pools) poolView.set(name, { pool: p.pool, config: p.config });
+
+    // Bind new addresses first, so a failing bind leaves the running config untouched.
+    const wanted = new Map<string, { cfg: ListenerConfig; index: number }>();
+    for (const l of next.listeners) {
+      l.binds.forEach((b, i) => {
+        wanted.set(bindKey(b.host, b.port), { cfg: l, index: i });
+      });
+    }
+    const opened: Binding[] = [];
+    const states = new Map<string, ListenerState>();
+    for (const l of next.listeners) {
+      const snapshot = this.snapshot(l, poolView);
+      const state = this.listeners.get(l.name);
+      if (state) {
+        states.set(l.name, state);
+      } else {
+        states.set(l.name, {
+          name: l.name,
+          current: snapshot,
+          connections: { active: 0, total: 0, refused: 0, sniffTimeouts: 0 },
+        });
+      }
+    }
+    try {
+      for (const [key, w] of wanted) {
+        if (this.bindings.has(key)) continue;
+        const b = await this.bind(key, w.cfg, states.get(w.cfg.name)!);
+        opened.push(b);
+      }
+    } catch (e) {
+      for (const b of opened) b.server.close();
+      throw e;
+    }
+    // Commit: nothing below can fail.
+    for (const b of opened) {
+      this.bindings.set(b.key, b);
+      logEvent(this.logger, 'listener_start', { listener: b.state.name, bind: b.key });
+    }
+    for (const [key, b] of this.bindings) {
+      const w = wanted.get(key);
+      if (!w) {
+        b.server.close();
+        this.bindings.delete(key);
+        logEvent(this.logger, 'listener_stop', { listener: b.state.name, bind: key });
+      } else {
+        b.state = states.get(w.cfg.name)!;
+      }
+    }
+    for (const l of next.listeners) {
+      const state = states.get(l.name)!;
+      state.current = this.snapshot(l, poolView);
+      if (l.tls) this.tls.set(l.name, new TlsTerminator(l.tls));
+      else this.tls.delete(l.name);
+    }
+    const oldPools = this.pools;
+    this.pools = pools;
+    this.listeners = states;
+    this.config = next;
+    this.setAccessLog(next.global.log.access);
+    // Nobody reads stats without an admin listener; skip the counting then.
+    this.stats.enabled = next.admin?.metrics ?? false;
+    for (const [name, p] of oldPools) if (pools.get(name)?.health !== p.health) p.health.stop();
+    for (const p of pools.values()) {
+      if (oldPools.get(p.pool.name)?.health === p.health) p.health.adopt(p.pool);
+      else p.health.start();
+    }
+  }
+
+  private snapshot(
+    l: ListenerConfig,
+    pools: ReadonlyMap<string, { pool: Pool; config: PoolConfig }>,
+  ): ListenerSnapshot {
+    return {
+      config: l,
+      router: compileRouter(l.routes, pools),
+      timeouts: l.timeouts,
+      limits: l.limits,
+      pools,
+    };
+  }
+
+  private bind(key: string, cfg: ListenerConfig, state: ListenerState): Promise<Binding> {
+    const hp = cfg.binds.find((b) => bindKey(b.host, b.port) === key)!;
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+    const binding: Binding = { key, server, state };
+    server.on('connection', (socket) => this.onConnection(socket, binding));
+    return new Promise((resolve, reject) => {
+      server.once('error', (e) => reject(new Error(`cannot bind ${formatHostPort(hp)}: ${e.message}`)));
+      // An empty host means every interface: node picks :: (dual-stack) then.
+      server.listen({ host: hp.host || undefined, port: hp.port, backlog: 1024 }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (e) =>
+          this.logger.error({ type: 'event', event: 'listener_error', bind: key, err: e.message }),
+        );
+        resolve(binding);
+      });
+    });
+  }
+
+  private onConnection(socket: net.Socket, binding: Binding): void {
+    const state = binding.state;
+    const snap = state.current;
+    socket.on('error', noop);
+    if (
+      this.stopping ||
+      this.connections >= this.config.global.maxconn ||
+      state.connections.active >= snap.config.maxconn
+    ) {
+      state.connections.refused++;
+      socket.destroy();
+      return;
+    }
+    this.connections++;
+    state.connections.active++;
+    state.connections.total++;
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.connections--;
+      state.connections.active--;
+      this.sockets.delete(socket);
+    });
+    const clientIp = unmapIPv4(socket.remoteAddress);
+    const clientAddr = `${clientIp}:${socket.remotePort}`;
+    classify(socket, { timeoutMs: snap.timeouts.sniff, maxBytes: snap.limits.sniffBytes }).then(
+      (sniff) => {
+        if (sniff.reason === 'closed' || socket.destroyed) {
+          socket.destroy();
+          return;
+        }
+        if (sniff.reason === 'timeout') state.connections.sniffTimeouts++;
+        if (!snap.config.protocols.includes(sniff.cls)) {
+          this.logger.info({
+            type: 'event',
+            event: 'refused_protocol',
+            listener: state.name,
+            client: clientAddr,
+            protocol: sniff.cls,
+          });
+          socket.destroy();
+          return;
+        }
+        const tls = this.tls.get(state.name);
+        if (sniff.cls === 'tls' && tls) {
+          tls.terminate(
+            socket,
+            sniff,
+            (tlsSocket, info) => {
+              this.sockets.add(tlsSocket);
+              tlsSocket.once('close', () => this.sockets.delete(tlsSocket));
+              classify(tlsSocket, { timeoutMs: snap.timeouts.sniff, maxBytes: snap.limits.sniffBytes }).then(
+                (inner) => {
+                  if (inner.reason === 'closed') return void tlsSocket.destroy();
+                  const proxy = this.proxies.get(inner.cls === 'tls' ? 'tcp' : inner.cls)!;
+                  proxy.handle({
+                    socket: tlsSocket,
+                    sniff: inner,
+                    listener: state,
+                    clientIp,
+                    clientAddr,
+                    tls: info,
+                  });
+                },
+                () => tlsSocket.destroy(),
+              );
+            },
+            (err) => {
+              this.logger.info({
+                type: 'event',
+                event: 'tls_error',
+                listener: state.name,
+                client: clientAddr,
+                err,
+              });
+            },
+          );
+          return;
+        }
+        this.proxies.get(sniff.cls)!.handle({ socket, sniff, listener: state, clientIp, clientAddr });
+      },
+      (err: Error) => {
+        this.logger.warn({ type: 'event', event: 'sniff_error', client: clientAddr, err: err.message });
+        socket.destroy();
+      },
+    );
+  }
+
+  /**
+   * Graceful stop: stop accepting at once, let proxies drain until `graceMs`, then cut what
+   * is left. Resolves when every listener and connection is closed.
+   */
+  async stop(graceMs = this.config?.global.grace ?? 0): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const deadline = Date.now() + graceMs;
+    for (const b of this.bindings.values()) {
+      b.server.close();
+      logEvent(this.logger, 'listener_stop', { listener: b.state.name, bind: b.key });
+    }
+    this.bindings.clear();
+    for (const p of this.pools.values()) p.health.stop();
+    this.stats.close();
+    const unique = new Set(this.proxies.values());
+    await Promise.all([...unique].map((p) => p.drain(deadline)));
+    // Connections still sniffing, or in a proxy that lost track of them, are cut now.
+    const left = this.sockets.size;
+    if (left > 0) {
+      logEvent(this.logger, 'drain_cut', { connections: left });
+      for (const s of this.sockets) s.destroy();
+    }
+  }
+}
+
+function bindKey(host: string, port: number): string {
+  return formatHostPort({ host, port });
+}
+
+function noop(): void {}

@@ -1,0 +1,52 @@
+// TLS termination for listeners with a `tls:` block. The sniffer has already read the
+// ClientHello; its bytes are handed back to the TLS layer before the handshake starts.
+import fs from 'node:fs';
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { TlsConfig } from '../config/runtime.js';
+import type { SniffResult } from '../core/types.js';
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export class TlsTerminator {
+  private readonly context: tls.SecureContext;
+
+  constructor(cfg: TlsConfig) {
+    this.context = tls.createSecureContext({
+      cert: fs.readFileSync(cfg.cert),
+      key: fs.readFileSync(cfg.key),
+    });
+  }
+
+  terminate(
+    socket: net.Socket,
+    sniff: SniffResult,
+    onSecure: (s: tls.TLSSocket, info: { sni?: string; alpn?: string }) => void,
+    onError: (message: string) => void,
+  ): void {
+    // TLSSocket feeds bytes already buffered on the wrapped socket into the handshake.
+    if (sniff.head.length) socket.unshift(sniff.head);
+    const t = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: this.context,
+      ALPNProtocols: ['h2', 'http/1.1'],
+    });
+    const timer = setTimeout(() => t.destroy(new Error('TLS handshake timeout')), HANDSHAKE_TIMEOUT_MS);
+    t.once('secure', () => {
+      clearTimeout(timer);
+      const alpn = typeof t.alpnProtocol === 'string' ? t.alpnProtocol : undefined;
+      const sni =
+        typeof (t as { servername?: unknown }).servername === 'string'
+          ? (t as unknown as { servername: string }).servername
+          : undefined;
+      onSecure(t, { sni, alpn });
+    });
+    t.on('error', (e) => {
+      clearTimeout(timer);
+      onError(e.message);
+      t.destroy();
+      socket.destroy();
+    });
+    socket.resume();
+  }
+}

@@ -1,0 +1,11 @@
+// Which proxy handles which sniffed class. Adding a protocol = one line here.
+import type { GatewayContext, ProtocolProxy } from '../core/proxy.js';
+import type { SniffClass } from '../core/types.js';
+import { createTcpProxy } from './tcp/index.js';
+
+type Factory = (ctx: GatewayContext) => ProtocolProxy;
+
+/** Protocol proxies by sniff class; classes without one are proxied as TCP. */
+export const PROXIES: Partial<Record<SniffClass, Factory>> = {
+  tcp: createTcpProxy,
+};
