@@ -259,6 +259,7 @@ export class StatsRegistry {
   private readonly outcomeIdx = new Map<string, number>();
   readonly outcomeNames: string[] = [];
   private overflow: Series | undefined;
+  private sampled = false;
   private readonly maxSeries: number;
   private readonly timer: NodeJS.Timeout | undefined;
   // Windows of objects that live outside this registry (members, listeners); weak so a
@@ -350,6 +351,8 @@ export class StatsRegistry {
 
   private newSeries(listener: string, route: string, pool: string, server: string, proto: string): Series {
     const s = new Series(listener, route, pool, server, proto, this.timing(pool, server));
+    // It was 0 at the last sample: seeding that keeps its first rates exact.
+    if (this.sampled) s.window.push(0);
     this.allSeries.push(s);
     return s;
   }
@@ -364,6 +367,7 @@ export class StatsRegistry {
     let t = m.get(server);
     if (t === undefined) {
       t = new ServerTiming(pool, server);
+      if (this.sampled) t.histWindow.push(t.hist.counts);
       m.set(server, t);
     }
     return t;
@@ -381,6 +385,7 @@ export class StatsRegistry {
 
   /** Take one rate sample of every counter; the timer calls this each second. */
   sample(): void {
+    this.sampled = true;
     for (const s of this.allSeries) s.window.push(s.requests);
     for (const m of this.timings.values()) for (const t of m.values()) t.histWindow.push(t.hist.counts);
     let v: GatewayView;
