@@ -49,6 +49,10 @@ function h2RequestHeaders(s: Session): OutgoingHttpHeaders {
       continue;
     }
     if (rules?.drop.has(n)) continue;
+    if (n === 'content-length') {
+      out[n] = String(req.contentLength);
+      continue;
+    }
     const v = rules !== undefined ? replaceValue(rules, n, values[i]) : values[i];
     const cur = out[n];
     if (cur === undefined) out[n] = v;

@@ -464,12 +464,15 @@ export class Session implements H1UpstreamHandler {
     const sock = up.socket;
     if (this.downBlocked) sock.pause();
     else sock.resume();
-    sock.cork();
-    sock.write(this.requestHead(), 'latin1');
     const early = this.early;
     this.early = null;
-    if (early !== null) this.takeBody(early);
-    sock.uncork();
+    if (early === null) sock.write(this.requestHead(), 'latin1');
+    else {
+      sock.cork();
+      sock.write(this.requestHead(), 'latin1');
+      this.takeBody(early);
+      sock.uncork();
+    }
     this.sentAt = this.core.clock;
     this.lastActive = this.sentAt;
     this.flow();
@@ -486,6 +489,7 @@ export class Session implements H1UpstreamHandler {
     let xff: string | undefined;
     let fwd: string | undefined;
     let hasHost = false;
+    let clSent = false;
     for (let i = 0; i < names.length; i++) {
       const n = lower[i];
       switch (n) {
@@ -507,6 +511,12 @@ export class Session implements H1UpstreamHandler {
         case 'host':
           hasHost = true;
           break;
+        case 'content-length':
+          // Identical duplicates were accepted: the upstream gets exactly one, normalised.
+          if (clSent) continue;
+          clSent = true;
+          h += `${names[i]}: ${req.contentLength}\r\n`;
+          continue;
       }
       if (connTokens?.includes(n)) continue;
       if (rules !== undefined) {
@@ -676,9 +686,7 @@ export class Session implements H1UpstreamHandler {
       this.dechunk = true;
       this.closeAfter = true;
     }
-    this.writeDown(
-      this.clientHead(r.status, r.reason, r.names, r.lower, r.values, r.connTokens, this.dechunk),
-    );
+    const head = this.clientHead(r.status, r.reason, r.names, r.lower, r.values, r.connTokens, this.dechunk);
     if (kind === BODY_LENGTH) this.resLeft = r.contentLength;
     else if (kind === BODY_CHUNKED) {
       this.resChunk = this.dechunk
@@ -689,11 +697,35 @@ export class Session implements H1UpstreamHandler {
     }
     if (this.poolCfg !== undefined && r.status >= 502 && r.status <= 504) this.statusFailure = true;
     if (kind === BODY_NONE) {
+      this.writeDown(head);
       if (rest !== null) this.reusable = false;
       this.endExchange('ok');
       return;
     }
+    if (rest !== null && !this.dechunk) {
+      // Head and the body bytes that came with it leave in one write (one syscall).
+      this.pendingHead = head;
+      this.responseBody(rest);
+      return;
+    }
+    this.writeDown(head);
     if (rest !== null) this.responseBody(rest);
+  }
+
+  private pendingHead: string | undefined = undefined;
+
+  /** writeDown, prefixed with a response head still waiting to be written. */
+  private writeBody(b: Buffer): void {
+    const head = this.pendingHead;
+    if (head === undefined) {
+      this.writeDown(b);
+      return;
+    }
+    this.pendingHead = undefined;
+    const out = Buffer.allocUnsafe(head.length + b.length);
+    out.write(head, 0, 'latin1');
+    b.copy(out, head.length);
+    this.writeDown(out);
   }
 
   private statusFailure = false;
@@ -744,8 +776,8 @@ export class Session implements H1UpstreamHandler {
         this.resLeft -= n;
         if (n < chunk.length) {
           this.reusable = false;
-          this.writeDown(chunk.subarray(0, n));
-        } else this.writeDown(chunk);
+          this.writeBody(chunk.subarray(0, n));
+        } else this.writeBody(chunk);
         if (this.resLeft === 0) this.endExchange('ok');
         return;
       }
@@ -758,8 +790,8 @@ export class Session implements H1UpstreamHandler {
           return;
         }
         if (!this.dechunk) {
-          if (end === CHUNK_MORE || end === chunk.length) this.writeDown(chunk);
-          else this.writeDown(chunk.subarray(0, end));
+          if (end === CHUNK_MORE || end === chunk.length) this.writeBody(chunk);
+          else this.writeBody(chunk.subarray(0, end));
         }
         if (end !== CHUNK_MORE) {
           if (end < chunk.length) this.reusable = false;
@@ -768,7 +800,7 @@ export class Session implements H1UpstreamHandler {
         return;
       }
       default:
-        this.writeDown(chunk);
+        this.writeBody(chunk);
     }
   }
 

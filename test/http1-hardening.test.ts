@@ -1,0 +1,235 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { test } from 'node:test';
+import { get, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
+
+async function setup(t: { after(fn: () => Promise<void>): void }, listenerExtra = '', poolExtra = '') {
+  const be = await startBackend('b');
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+${listenerExtra}    routes: [{ match: { protocol: http }, pool: b }]
+pools:
+${poolYaml('b', [be.port], poolExtra)}`);
+  t.after(async () => {
+    await h.close();
+    await be.close();
+  });
+  return { be, h };
+}
+
+const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
+
+const shapes: [string, string][] = [
+  [
+    'Content-Length with Transfer-Encoding',
+    `POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    'differing duplicate Content-Length',
+    `POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    'Content-Length list that differs',
+    `POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 5\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    'bad chunk size',
+    `POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    'chunk size with trailing garbage',
+    `POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3 x\r\nabc\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+  ['obs-fold', `GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n${SMUGGLED}`],
+  [
+    'bare LF inside a header line',
+    `GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\nContent-Length: 5\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    'bare CR inside a header line',
+    `GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\rContent-Length: 5\r\n\r\n${SMUGGLED}`,
+  ],
+  ['space before the colon', `POST /a HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n${SMUGGLED}`],
+  [
+    'Transfer-Encoding not ending in chunked',
+    `POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    'Transfer-Encoding in HTTP/1.0',
+    `POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+  ['missing Host in HTTP/1.1', `GET /a HTTP/1.1\r\nX-A: 1\r\n\r\n${SMUGGLED}`],
+  ['duplicate Host', `GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n${SMUGGLED}`],
+];
+
+test('request smuggling shapes get 400, the connection closes, the backend never sees a second request', async (t) => {
+  const { be, h } = await setup(t);
+  for (const [name, raw] of shapes) {
+    const out = await rawExchange(h.port, raw);
+    assert.match(out, /^HTTP\/1\.1 (400|501) /, `${name}: ${JSON.stringify(out.slice(0, 60))}`);
+    assert.match(out, /connection: close/i, name);
+    assert.ok(!out.includes('b:GET:/smuggled'), `${name}: smuggled request answered`);
+    assert.ok(!be.seen.some((s) => s.url === '/smuggled'), `${name}: backend saw the smuggled request`);
+  }
+  assert.ok(h.records.filter((r) => r.outcome === 'bad_request').length >= shapes.length);
+});
+
+test('identical duplicate Content-Length is accepted; chunked with extensions and trailers passes', async (t) => {
+  const { be, h } = await setup(t);
+  const out = await rawExchange(
+    h.port,
+    'POST /dup HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc',
+  );
+  assert.match(out, /^HTTP\/1\.1 200 /);
+  assert.equal(be.seen[0].body, 'abc');
+  const out2 = await rawExchange(
+    h.port,
+    'POST /ch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n',
+  );
+  assert.match(out2, /^HTTP\/1\.1 200 /);
+  assert.equal(be.seen[1].body, 'abcde');
+});
+
+test('oversized header block gets 431', async (t) => {
+  const { be, h } = await setup(t, '    limits: { header_bytes: 4096 }\n');
+  const out = await rawExchange(h.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(5000)}\r\n\r\n`);
+  assert.match(out, /^HTTP\/1\.1 431 /);
+  // Still incomplete but already too big: 431 without waiting for the end.
+  const out2 = await rawExchange(h.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(5000)}`);
+  assert.match(out2, /^HTTP\/1\.1 431 /);
+  assert.equal(be.seen.length, 0);
+  assert.ok(h.records.some((r) => r.status === 431 && r.outcome === 'too_large'));
+});
+
+test('slowloris: a head that does not complete within timeouts.request gets 408 and is closed', async (t) => {
+  const { be, h } = await setup(t, '    timeouts: { request: 300ms, client_idle: 5s }\n');
+  const sock = net.connect(h.port, '127.0.0.1');
+  sock.on('error', () => {});
+  t.after(() => {
+    sock.destroy();
+  });
+  let out = '';
+  sock.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  sock.write('GET / HTTP/1.1\r\nHost: x\r\n');
+  // Keep trickling bytes: activity must not extend the head deadline.
+  for (let i = 0; i < 30 && !sock.destroyed && out === ''; i++) {
+    sock.write(`X-${i}: a\r\n`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+  assert.match(out, /^HTTP\/1\.1 408 /);
+  assert.ok(sock.destroyed || sock.readableEnded, 'closed');
+  assert.equal(be.seen.length, 0);
+});
+
+test('an idle keep-alive client connection is closed after timeouts.client_idle', async (t) => {
+  const { h } = await setup(t, '    timeouts: { client_idle: 300ms }\n');
+  const sock = net.connect(h.port, '127.0.0.1');
+  sock.on('error', () => {});
+  t.after(() => {
+    sock.destroy();
+  });
+  let out = '';
+  sock.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const closed = new Promise<boolean>((r) => sock.once('close', () => r(true)));
+  sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  const ok = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+  assert.ok(ok, 'closed by the gateway');
+  assert.match(out, /^HTTP\/1\.1 200 /);
+});
+
+test('502 on a bad or closed upstream, 503 with no server up, 504 on a silent upstream', async (t) => {
+  // A raw upstream that answers garbage, closes without answering, or never answers.
+  const raw = net.createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', (d: Buffer) => {
+      const line = d.toString().split('\r\n')[0];
+      if (line.includes('/garbage')) s.end('NOT HTTP AT ALL\r\n\r\n');
+      else if (line.includes('/close')) s.destroy();
+      // '/silent': never answers
+    });
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  const rawPort = (raw.address() as net.AddressInfo).port;
+  // A port with nothing listening.
+  const dead = net.createServer();
+  await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+  const deadPort = (dead.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => dead.close(() => r()));
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    timeouts: { request: 400ms }
+    routes:
+      - { match: { protocol: http, path_prefix: /refused }, pool: dead }
+      - { match: { protocol: http, path_prefix: /down }, pool: down }
+      - { match: { protocol: http }, pool: raw }
+pools:
+${poolYaml('raw', [rawPort])}${poolYaml('dead', [deadPort], '    retries: { attempts: 0 }\n')}${poolYaml('down', [deadPort])}`);
+  t.after(async () => {
+    await h.close();
+    raw.close();
+  });
+  const down = h.pools.get('down')!;
+  down.members[0].health = 'down';
+  down.refresh('test');
+
+  const g = await get(h.port, '/garbage');
+  assert.equal(g.status, 502);
+  assert.equal(g.body, 'Bad Gateway\n');
+  const c = await get(h.port, '/close');
+  assert.equal(c.status, 502);
+  const s = await get(h.port, '/silent');
+  assert.equal(s.status, 504);
+  const n = await get(h.port, '/down');
+  assert.equal(n.status, 503);
+  const r = await get(h.port, '/refused');
+  assert.equal(r.status, 503);
+  const outcomes = h.records.map((x) => `${x.status}:${x.outcome}`);
+  assert.ok(outcomes.includes('502:bad_response'), outcomes.join());
+  assert.ok(outcomes.includes('502:server_reset'), outcomes.join());
+  assert.ok(outcomes.includes('504:timeout'), outcomes.join());
+  assert.ok(outcomes.includes('503:no_server'), outcomes.join());
+  assert.ok(outcomes.includes('503:connect_failure'), outcomes.join());
+});
+
+test('a keep-alive upstream socket closed by the server is not reused for the next request', async (t) => {
+  const { be, h } = await setup(t);
+  assert.equal((await get(h.port, '/1')).status, 200);
+  // The server drops its idle keep-alive sockets (as a backend idle timeout would).
+  be.server.closeIdleConnections();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await get(h.port, '/2')).status, 200);
+  assert.equal(be.seen.length, 2);
+});
+
+test('HTTP/1.0 client gets a de-chunked, close-delimited body', async (t) => {
+  const be = await startBackend('c', (_req, res) => {
+    res.write('part1-');
+    res.end('part2');
+  });
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes: [{ match: { protocol: http }, pool: c }]
+pools:
+${poolYaml('c', [be.port])}`);
+  t.after(async () => {
+    await h.close();
+    await be.close();
+  });
+  const out = await rawExchange(h.port, 'GET / HTTP/1.0\r\n\r\n');
+  assert.match(out, /^HTTP\/1\.1 200 /);
+  assert.doesNotMatch(out, /transfer-encoding/i);
+  assert.ok(out.endsWith('\r\n\r\npart1-part2'), JSON.stringify(out));
+});
