@@ -4,6 +4,7 @@ import type { SniffClass } from '../core/types.js';
 import { createHttp1Proxy } from './http1/index.js';
 import { createHttp2Proxy } from './http2/index.js';
 import { createTcpProxy } from './tcp/index.js';
+import { createThriftProxy } from './thrift/index.js';
 
 type Factory = (ctx: GatewayContext) => ProtocolProxy;
 
@@ -12,4 +13,5 @@ export const PROXIES: Partial<Record<SniffClass, Factory>> = {
   tcp: createTcpProxy,
   http1: createHttp1Proxy,
   h2: (ctx) => createHttp2Proxy(ctx),
+  thrift: createThriftProxy,
 };
