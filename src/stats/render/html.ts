@@ -109,6 +109,12 @@ const JS = String.raw`
   function check(s) {
     var c = el('td', 'l'), l = s.health.last;
     if (s.health.type === 'none') { c.appendChild(el('span', 'muted', 'no check')); return c; }
+    if (s.health.ejected_until) {
+      c.appendChild(el('span', 'bad', 'ejected until ' + new Date(s.health.ejected_until).toLocaleTimeString()));
+      c.title = 'passive health (outlier detection)';
+      if (!l) return c;
+      c.appendChild(document.createTextNode(' · '));
+    }
     if (!l) { c.appendChild(el('span', 'muted', s.health.type + ': pending')); return c; }
     var span = el('span', 'chk ' + (l.ok ? 'ok' : 'bad'), s.health.type + ' ' + (l.ok ? 'OK' : 'FAIL') +
       (l.detail ? ' · ' + l.detail : '') + ' · ' + ms(l.duration_ms));
@@ -175,14 +181,14 @@ const JS = String.raw`
         ['latency', 'p50 ' + ms(p.latency_ms.p50) + ' · p99 ' + ms(p.latency_ms.p99)]]));
       var t = el('table');
       t.appendChild(head([['Server', 1], ['Address', 1], ['State', 1], ['Weight'], ['Health check', 1],
-        ['Last change', 1], ['Active'], ['Total'], ['Req/s'], ['Errors'], ['Codes', 1], ['Bytes in'],
+        ['Last change', 1], ['Active'], ['Total'], ['Req/s'], ['Fails'], ['Errors'], ['Codes', 1], ['Bytes in'],
         ['Bytes out'], ['p50'], ['p90'], ['p99']]));
       var tb = el('tbody');
       p.servers.forEach(function (v) {
         var nameCell = td(v.name + (v.backup ? ' (backup)' : ''), 'l');
         var tr = row([nameCell, td(v.address, 'l muted'), badge(v.state), td(v.weight), check(v),
           td(ago(v.health.changed_at), 'l'), td(num(v.active)), td(num(v.total)), td(rate(v.rate)),
-          errs(v.requests), codes(v.requests), td(bytes(v.bytes_in)), td(bytes(v.bytes_out)),
+          td(num(v.errors), v.errors ? 'bad' : 'muted'), errs(v.requests), codes(v.requests), td(bytes(v.bytes_in)), td(bytes(v.bytes_out)),
           td(ms(v.latency_ms.p50)), td(ms(v.latency_ms.p90)), td(ms(v.latency_ms.p99))], 'srv st-' + v.state);
         tr.dataset.server = v.name;
         tr.dataset.state = v.state;
@@ -192,7 +198,8 @@ const JS = String.raw`
         tb.appendChild(tr);
       });
       tb.appendChild(row([td('Total', 'l'), td('', 'l'), td(usable, 'l'), td(''), td('', 'l'), td('', 'l'),
-        td(num(s.active)), td(num(s.total)), td(rate(s.rate)), errs(p.requests), codes(p.requests),
+        td(num(s.active)), td(num(s.total)), td(rate(s.rate)), td(num(s.errors), s.errors ? 'bad' : 'muted'),
+        errs(p.requests), codes(p.requests),
         td(bytes(s.bytes_in)), td(bytes(s.bytes_out)), td(ms(p.latency_ms.p50)), td(ms(p.latency_ms.p90)),
         td(ms(p.latency_ms.p99))], 'total'));
       t.appendChild(tb);
@@ -283,6 +290,7 @@ export function renderHtml(stats: StatsJson, opts: HtmlOptions = {}): string {
 <span class="badge down">down</span>failed health checks or ejected
 <span class="badge drain">drain</span>no new work, in-flight finishes
 <span class="badge maint">maint</span>out of service.
+Fails: units that failed on the server (what passive health counts); Errors: units by how they ended, when not ok.
 Rates and percentiles over the last ${stats.window_s}s; totals since start.
 JSON at <a href="stats.json">stats.json</a>, Prometheus at <a href="metrics">metrics</a>.</div>
 </main>
