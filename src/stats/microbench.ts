@@ -48,3 +48,23 @@ console.log(
   `record: median ${results[2].toFixed(1)} ns, best ${results[0].toFixed(1)} ns per record over ${N} ` +
     `(${reg.seriesList.length} series); disabled: ${offNs.toFixed(1)} ns`,
 );
+
+// Scrape cost with many series (no process metrics): 1000 series × a few cells each.
+const big = new StatsRegistry(() => ({ listeners: [], pools: new Map() }), { timer: false });
+for (let i = 0; i < 20_000; i++) {
+  const r = recs[i & 1023];
+  big.record({ ...r, route: `r${i % 25}`, server: `s${i % 40}` });
+}
+const { renderPrometheus } = await import('./render/prometheus.js');
+const { buildStats } = await import('./render/json.js');
+await renderPrometheus(big, { process: false });
+let t0 = performance.now();
+const text = await renderPrometheus(big, { process: false });
+const promMs = performance.now() - t0;
+t0 = performance.now();
+buildStats(big);
+const jsonMs = performance.now() - t0;
+console.log(
+  `scrape: ${big.seriesList.length} series → /metrics ${promMs.toFixed(1)} ms (${(text.length / 1024).toFixed(0)} KiB), ` +
+    `stats.json model ${jsonMs.toFixed(1)} ms`,
+);
