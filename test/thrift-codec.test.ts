@@ -24,6 +24,7 @@ import {
   splitServiceName,
   TAppErr,
   type ThriftMessage,
+  transcode,
   varint32Size,
   varintBytes,
   withHeader,
@@ -40,6 +41,7 @@ import {
   protocolClass,
   structField,
   type Transport,
+  types,
 } from './fixtures/thrift/helpers.js';
 
 const PROTOCOLS: Protocol[] = ['binary', 'compact'];
@@ -399,4 +401,54 @@ test('withHeader renames (strip_service) and keeps the body', () => {
   }
   assert.deepEqual(splitServiceName('a:b:c'), { service: 'a', method: 'b:c' });
   assert.deepEqual(splitServiceName('plain'), { service: undefined, method: 'plain' });
+});
+
+test('transcode binary <-> compact: byte-identical to what the library writes', () => {
+  for (const seed of [1, 2, 3]) {
+    // binary -> compact: exactly the library's own compact encoding of the same value.
+    const bin = mirrorCall('framed', 'binary', 11, seed);
+    const rb = new MessageReader('framed', 'binary', 1 << 20);
+    rb.push(bin);
+    const toCompact = transcode(rb.next()!, 'compact', 'Calculator:mirror', 11, 1 << 20);
+    assert.ok(typeof toCompact !== 'string', toCompact as string);
+    assert.deepEqual(flatten(toCompact.parts), mirrorCall('unframed', 'compact', 11, seed), `seed ${seed}`);
+    // compact -> binary: the library decodes it, and its re-encoding in compact is the
+    // original. (Not a byte compare: compact does not carry the types of an empty map.)
+    const comp = mirrorCall('framed', 'compact', 12, seed);
+    const rc = new MessageReader('framed', 'compact', 1 << 20);
+    rc.push(comp);
+    const toBinary = transcode(rc.next()!, 'binary', 'mirror', 300, 1 << 20);
+    assert.ok(typeof toBinary !== 'string', toBinary as string);
+    const p = decoder('binary', flatten(toBinary.parts));
+    const begin = p.readMessageBegin();
+    assert.deepEqual([begin.fname, begin.mtype, begin.rseqid], ['mirror', CALL, 300]);
+    p.readStructBegin();
+    assert.equal(p.readFieldBegin().fid, 1);
+    const e = new types.Everything();
+    (e as unknown as { read(p: thrift.TProtocol): void }).read(p);
+    p.readFieldEnd();
+    assert.equal(p.readFieldBegin().ftype, thrift.Thrift.Type.STOP);
+    assert.deepEqual((e as unknown as { flags_by_id: Record<string, boolean[]> }).flags_by_id['1'], [
+      true,
+      false,
+      true,
+    ]);
+    const again = encodeMessage('framed', 'compact', 'Calculator:mirror', CALL, 12, structField(1, e));
+    assert.deepEqual(again, comp, `seed ${seed}`);
+  }
+});
+
+test('transcode refuses malformed and oversized input', () => {
+  const bad = Buffer.from('8221010361646419f1ffffff7f', 'hex'); // list of 2^28 bools in 0 bytes
+  const r = new MessageReader('unframed', 'compact', 1 << 20);
+  // The reader would wait for the rest; build the message by hand.
+  const h = newMessageHeader();
+  readMessageHeader(bad, 0, bad.length, 'compact', 100, h);
+  const msg: ThriftMessage = { header: h, transport: 'unframed', parts: [bad], size: bad.length, prefix: 0 };
+  assert.match(transcode(msg, 'binary', 'add', 1, 1 << 20) as string, /container size/);
+  assert.equal(r.error, undefined);
+  const big = mirrorCall('framed', 'compact', 1);
+  const rr = new MessageReader('framed', 'compact', 1 << 20);
+  rr.push(big);
+  assert.match(transcode(rr.next()!, 'binary', 'mirror', 1, 64) as string, /over the 64-byte limit/);
 });

@@ -6,4 +6,5 @@ export * from './message.js';
 export * from './reader.js';
 export * from './scanner.js';
 export * from './theader.js';
+export * from './transcode.js';
 export * from './varint.js';

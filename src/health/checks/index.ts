@@ -2,6 +2,7 @@
 // registerCheck('type', fn) + one import line here.
 import './tcp.js';
 import './http.js';
+import './thrift.js';
 
 export {
   type CheckContext,

@@ -6,6 +6,7 @@ import { writeApplicationException } from '../../codec/thrift/exception.js';
 import { convert, withHeader, wrap } from '../../codec/thrift/frame.js';
 import { rewriteSeqid, splitServiceName } from '../../codec/thrift/message.js';
 import type { ThriftMessage } from '../../codec/thrift/reader.js';
+import { transcode } from '../../codec/thrift/transcode.js';
 import type { PoolConfig } from '../../config/runtime.js';
 import type { Outcome } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
@@ -18,7 +19,6 @@ import type {
   ConnGroup,
 } from '../../upstream/thrift-pool.js';
 import type { ClientSession } from './session.js';
-import { transcode } from './transcode.js';
 
 type Lease = Extract<Pick, { ok: true }>;
 
@@ -167,7 +167,7 @@ export class Call implements BackendCall, BackendWaiter {
     let parts: Buffer[];
     const strip = this.pc!.thrift.stripService && this.service !== undefined;
     if (h.protocol !== opts.protocol) {
-      const t = transcode(msg, opts.protocol, strip ? this.method : h.name, seq);
+      const t = transcode(msg, opts.protocol, strip ? this.method : h.name, seq, opts.maxMessage);
       if (typeof t === 'string') {
         conn.group.release(conn);
         this.lease!.release({ ok: true });
@@ -196,7 +196,7 @@ export class Call implements BackendCall, BackendWaiter {
     let parts: Buffer[];
     let size: number;
     if (h.protocol !== this.msg.header.protocol) {
-      const t = transcode(reply, this.msg.header.protocol, h.name, this.seqid);
+      const t = transcode(reply, this.msg.header.protocol, h.name, this.seqid, this.opts!.maxMessage);
       if (typeof t === 'string') {
         this.lease!.release({ ok: true, bytesIn: this.msg.size, bytesOut: reply.size });
         this.lease = undefined;
