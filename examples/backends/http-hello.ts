@@ -1,0 +1,41 @@
+import http from 'node:http';
+
+export interface HttpHello {
+  readonly name: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP/1.1 server that answers every request with its own name (body and `x-server`
+ * header), so the demo shows which server got each request; `/healthz` is the health check.
+ */
+export function startHttpHello(port: number, name: string, host = '127.0.0.1'): Promise<HttpHello> {
+  const server = http.createServer((req, res) => {
+    // The body is not used; it must still be read for keep-alive to continue.
+    req.resume();
+    if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    const body = `hello from ${name}: ${req.method} ${req.url}\n`;
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-server': name }).end(body);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.on('clientError', (_e, socket) => socket.destroy());
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve({
+        name,
+        port: (server.address() as { port: number }).port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
