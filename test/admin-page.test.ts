@@ -230,10 +230,13 @@ function fixture() {
         duration_ms: 0.1,
       });
   };
-  stats.sample();
+  // Sample times one second apart, as the registry's timer would take them.
+  let clock = Date.now() - 6000;
+  stats.sample(clock);
   for (const n of [180, 210, 175, 196, 220]) {
     work(n);
-    stats.sample();
+    clock += 1000;
+    stats.sample(clock);
   }
   return { pools, pool, stats };
 }

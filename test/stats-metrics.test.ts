@@ -460,16 +460,16 @@ test('server gauges and counters follow the real pool', async () => {
 
 test('stats.json agrees with the records: outcomes, codes, rates over sampled seconds, percentiles', () => {
   const { stats } = fixture();
-  stats.sample();
+  stats.sample(1000);
   for (let i = 0; i < 30; i++)
     stats.record(rec({ route: WEIRD_ROUTE, pool: 'web', server: 'a', status: 200, duration_ms: 3 }));
-  stats.sample();
+  stats.sample(2000);
   for (let i = 0; i < 10; i++)
     stats.record(rec({ route: WEIRD_ROUTE, pool: 'web', server: 'a', status: 404, duration_ms: 30 }));
   stats.record(
     rec({ route: WEIRD_ROUTE, pool: 'web', server: 'a', outcome: 'server_reset', duration_ms: 300 }),
   );
-  stats.sample();
+  stats.sample(3000);
 
   const j = buildStats(stats);
   const a = j.pools.web.servers.find((s) => s.name === 'a');
@@ -500,7 +500,7 @@ test('stats.json agrees with the records: outcomes, codes, rates over sampled se
   assert.equal(l.routes.find((r) => r.name === 'grpc')?.requests.total, 0);
 
   // Idle for a whole window: rates drop to 0, percentiles fall back to all time.
-  for (let i = 0; i < 11; i++) stats.sample();
+  for (let i = 0; i < 11; i++) stats.sample(4000 + i * 1000);
   const idle = buildStats(stats).pools.web.servers.find((s) => s.name === 'a');
   assert.equal(idle?.requests.rate, 0);
   assert.equal(idle?.latency_ms.over, 'all');
@@ -539,4 +539,15 @@ test('disabled registry counts nothing', () => {
   stats.enabled = false;
   stats.record(rec({ pool: 'web', server: 'a' }));
   assert.equal(stats.seriesList.length, 0);
+});
+
+test('rates divide by the time that passed between samples, not by the sample count', () => {
+  const { stats } = fixture();
+  stats.sample(10_000);
+  for (let i = 0; i < 40; i++)
+    stats.record(rec({ route: 'grpc', pool: 'greeters', server: 'g1', proto: 'grpc' }));
+  stats.sample(12_000); // the sampler ran late: two seconds passed
+  const g1 = buildStats(stats).pools.greeters.requests;
+  assert.equal(g1.rate, 20);
+  assert.equal(g1.rate_cur, 20);
 });

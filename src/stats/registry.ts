@@ -145,7 +145,7 @@ export function quantileMs(counts: ArrayLike<number>, q: number): number | undef
 
 /**
  * Totals seen at each of the last WINDOW_S + 1 samples, so "per second over the last
- * 10 s" is a subtraction at render time.
+ * 10 s" is a subtraction at render time (StatsRegistry.rate divides by the sample times).
  */
 export class Window {
   private readonly ring: Float64Array;
@@ -175,19 +175,14 @@ export class Window {
     return ((this.next - 1 - back + 2 * (WINDOW_S + 1)) % (WINDOW_S + 1)) * this.width;
   }
 
-  /** Increase per second of value `i` over the window (0 with fewer than two samples). */
-  rate(i = 0): number {
-    const span = this.span;
-    if (span === 0) return 0;
-    const d = this.ring[this.slot(0) + i] - this.ring[this.slot(span) + i];
-    return d > 0 ? d / span : 0;
+  /** Value `i` as of `back` samples ago (0 = the latest). */
+  at(back: number, i = 0): number {
+    return this.ring[this.slot(back) + i];
   }
 
-  /** Increase per second over the last sample only ("current" rate). */
-  last(i = 0): number {
-    if (this.span === 0) return 0;
-    const d = this.ring[this.slot(0) + i] - this.ring[this.slot(1) + i];
-    return Math.max(d, 0);
+  /** Increase of value `i` over the last `back` samples, never negative. */
+  diff(back: number, i = 0): number {
+    return Math.max(0, this.ring[this.slot(0) + i] - this.ring[this.slot(back) + i]);
   }
 
   /** Increase of every value over the window (for windowed histograms). */
@@ -260,6 +255,7 @@ export class StatsRegistry {
   readonly outcomeNames: string[] = [];
   private overflow: Series | undefined;
   private sampled = false;
+  private readonly times = new Window(1);
   private readonly maxSeries: number;
   private readonly timer: NodeJS.Timeout | undefined;
   // Windows of objects that live outside this registry (members, listeners); weak so a
@@ -383,9 +379,26 @@ export class StatsRegistry {
     return this.timings;
   }
 
-  /** Take one rate sample of every counter; the timer calls this each second. */
-  sample(): void {
+  /**
+   * Per second, over the whole window of `w` (`back` = its span) or its last sample
+   * (`back` = 1). Divides by the time that really passed between the samples: a sampler
+   * delayed by a busy event loop must not inflate rates.
+   */
+  rate(w: Window, last = false, i = 0): number {
+    const back = last ? Math.min(1, w.span) : w.span;
+    if (back === 0) return 0;
+    const secs = (this.times.at(0) - this.times.at(back)) / 1000;
+    return secs > 0 ? w.diff(back, i) / secs : 0;
+  }
+
+  /**
+   * Take one rate sample of every counter; the timer calls this each second. Every window
+   * is pushed here and only here, so the k-th latest value of any window was taken at the
+   * k-th latest time in `times`.
+   */
+  sample(now = Date.now()): void {
     this.sampled = true;
+    this.times.push(now);
     for (const s of this.allSeries) s.window.push(s.requests);
     for (const m of this.timings.values()) for (const t of m.values()) t.histWindow.push(t.hist.counts);
     let v: GatewayView;

@@ -127,10 +127,12 @@ class ReqAcc {
   readonly outcomes = new Map<number, number>();
   readonly codes = new Map<number, number>();
 
+  constructor(private readonly reg: StatsRegistry) {}
+
   add(s: Series): void {
     this.total += s.requests;
-    this.rate += s.window.rate();
-    this.cur += s.window.last();
+    this.rate += this.reg.rate(s.window);
+    this.cur += this.reg.rate(s.window, true);
     this.bytesIn += s.bytesIn;
     this.bytesOut += s.bytesOut;
     for (const c of s.cells.values()) {
@@ -139,7 +141,8 @@ class ReqAcc {
     }
   }
 
-  out(reg: StatsRegistry): RequestStats {
+  out(): RequestStats {
+    const reg = this.reg;
     const outcomes: Record<string, number> = {};
     for (const [o, n] of this.outcomes)
       outcomes[reg.outcomeName(o)] = (outcomes[reg.outcomeName(o)] ?? 0) + n;
@@ -205,7 +208,7 @@ export function buildStats(reg: StatsRegistry): StatsJson {
   const acc = <K>(m: Map<K, ReqAcc>, k: K): ReqAcc => {
     let a = m.get(k);
     if (a === undefined) {
-      a = new ReqAcc();
+      a = new ReqAcc(reg);
       m.set(k, a);
     }
     return a;
@@ -224,7 +227,7 @@ export function buildStats(reg: StatsRegistry): StatsJson {
     acc(byPool, s.pool).add(s);
     acc2(byServer, s.pool, s.server).add(s);
   }
-  const empty = new ReqAcc();
+  const empty = new ReqAcc(reg);
 
   const listeners: ListenerStats[] = view.listeners.map((l) => {
     const cfg = l.current.config;
@@ -233,12 +236,12 @@ export function buildStats(reg: StatsRegistry): StatsJson {
       name: r.name,
       pool: r.pool ?? null,
       deny: r.deny,
-      requests: (byRoute.get(l.name)?.get(r.name) ?? empty).out(reg),
+      requests: (byRoute.get(l.name)?.get(r.name) ?? empty).out(),
     }));
     // Work that matched no route is counted under route '' — show it when there is some.
     const unrouted = byRoute.get(l.name)?.get('');
     if (unrouted && unrouted.total > 0)
-      routes.push({ name: '(no route)', pool: null, deny: false, requests: unrouted.out(reg) });
+      routes.push({ name: '(no route)', pool: null, deny: false, requests: unrouted.out() });
     return {
       name: l.name,
       bind: [...cfg.bindText],
@@ -248,9 +251,9 @@ export function buildStats(reg: StatsRegistry): StatsJson {
         total: l.connections.total,
         refused: l.connections.refused,
         sniff_timeouts: l.connections.sniffTimeouts,
-        rate: round(lw.rate()),
+        rate: round(reg.rate(lw)),
       },
-      requests: (byListener.get(l.name) ?? empty).out(reg),
+      requests: (byListener.get(l.name) ?? empty).out(),
       routes,
     };
   });
@@ -288,7 +291,7 @@ export function buildStats(reg: StatsRegistry): StatsJson {
     const servers = pool.members.map((m: Member): ServerStats => {
       const state = m.state;
       if (state === 'up' || state === 'down' || state === 'drain' || state === 'maint') summary[state]++;
-      const rate = reg.memberWindow(m).rate();
+      const rate = reg.rate(reg.memberWindow(m));
       summary.active += m.active;
       summary.total += m.total;
       summary.errors += m.errors;
@@ -318,7 +321,7 @@ export function buildStats(reg: StatsRegistry): StatsJson {
         bytes_in: m.bytesIn,
         bytes_out: m.bytesOut,
         rate: round(rate),
-        requests: (byServer.get(name)?.get(m.name) ?? empty).out(reg),
+        requests: (byServer.get(name)?.get(m.name) ?? empty).out(),
         latency_ms: t ? latency(t.histWindow.delta(), t.hist.counts, t.hist.sumMs) : latency([], [], 0),
       };
     });
@@ -335,7 +338,7 @@ export function buildStats(reg: StatsRegistry): StatsJson {
       },
       servers,
       summary,
-      requests: (byPool.get(name) ?? empty).out(reg),
+      requests: (byPool.get(name) ?? empty).out(),
       latency_ms: latency(poolWin, poolAll, poolSum),
     };
   }
