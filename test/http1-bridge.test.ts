@@ -1,0 +1,108 @@
+// HTTP/1 client → h2 pool through the HTTP/1 proxy (harness; the gateway test repeats it end to end).
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { test } from 'node:test';
+import { get, startBackend, startHarness } from './http1-harness.js';
+
+async function h2Backend(): Promise<{
+  port: number;
+  close(): Promise<void>;
+  seen: http2.IncomingHttpHeaders[];
+}> {
+  const seen: http2.IncomingHttpHeaders[] = [];
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  server.on('stream', (stream, headers) => {
+    seen.push(headers);
+    const parts: Buffer[] = [];
+    stream.on('data', (c: Buffer) => parts.push(c));
+    stream.on('end', () => {
+      const body = Buffer.concat(parts).toString();
+      if (headers[':path'] === '/trailers') {
+        stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc123' }));
+        stream.end(`h2:${body}`);
+        return;
+      }
+      stream.respond({ ':status': 201, 'x-proto': 'h2' });
+      stream.end(`h2:${headers[':method']}:${headers[':path']}:${headers[':authority']}:${body}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        // The gateway keeps its upstream session open (pooled): end it from this side.
+        for (const s of sessions) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+test('HTTP/1 client to an h2 pool: headers, bodies and trailers translated', async (t) => {
+  const h1 = await startBackend('h1');
+  const h2 = await h2Backend();
+  const gw = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes:
+      - { match: { protocol: http, path_prefix: /two/ }, pool: two }
+      - { match: { protocol: http, path: /trailers }, pool: two }
+      - { match: { protocol: http }, pool: one }
+pools:
+  one:
+    protocol: h1
+    health: { type: none }
+    servers: [{ address: "127.0.0.1:${h1.port}" }]
+  two:
+    protocol: h2
+    health: { type: none }
+    servers: [{ address: "127.0.0.1:${h2.port}" }]
+`);
+  t.after(async () => {
+    await gw.close();
+    await h1.close();
+    await h2.close();
+  });
+  const port = gw.port;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const a = await get(port, '/one', { agent });
+  assert.equal(a.body, 'h1:GET:/one');
+  const b = await get(port, '/two/x?q=1', {
+    agent,
+    method: 'POST',
+    body: 'payload',
+    headers: { host: 'svc.test', 'x-forwarded-for': '10.1.1.1' },
+  });
+  assert.equal(b.status, 201);
+  assert.equal(b.headers['x-proto'], 'h2');
+  assert.equal(b.body, 'h2:POST:/two/x?q=1:svc.test:payload');
+  assert.equal(h2.seen[0]['x-forwarded-for'], '10.1.1.1, 127.0.0.1');
+  assert.equal(h2.seen[0].connection, undefined);
+  // chunked upload de-chunked into DATA frames; response re-chunked with the trailers
+  const tr = await new Promise<{ body: string; trailers: http.IncomingHttpHeaders }>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/trailers', agent }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ body: Buffer.concat(parts).toString(), trailers: res.trailers }));
+    });
+    req.on('error', reject);
+    req.write('ab');
+    setTimeout(() => req.end('cd'), 10);
+  });
+  assert.equal(tr.body, 'h2:abcd');
+  assert.equal(tr.trailers['x-checksum'], 'abc123');
+  const acc = gw.records;
+  assert.ok(acc.length >= 3);
+  assert.ok(acc.some((r) => r.pool === 'two' && r.status === 201 && r.outcome === 'ok'));
+});
