@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
-import { type AdminServer, type ReloadResult, startAdmin } from '../src/admin/server.js';
+import { type AdminServer, isLoopback, type ReloadResult, startAdmin } from '../src/admin/server.js';
 import { Pool } from '../src/balancer/pool.js';
 import type { PoolLike } from '../src/balancer/types.js';
 import { DEFAULT_LIMITS, DEFAULT_TIMEOUTS } from '../src/config/defaults.js';
@@ -484,4 +484,34 @@ test('bind failure rejects; close frees the port', async () => {
     logger: f.logger,
   });
   await again.close();
+});
+
+test('refuses to start open on a non-loopback address or with an empty password', async () => {
+  const f = fixture();
+  const base = {
+    stats: f.stats,
+    reload: async (): Promise<ReloadResult> => ({ ok: true }),
+    draining: () => false,
+    logger: f.logger,
+  };
+  await assert.rejects(
+    startAdmin({ ...base, bind: { host: '', port: 0 } }),
+    /not loopback: admin.auth is required/,
+  );
+  await assert.rejects(startAdmin({ ...base, bind: { host: '0.0.0.0', port: 0 } }), /not loopback/);
+  await assert.rejects(
+    startAdmin({ ...base, bind: { host: '127.0.0.1', port: 0 }, auth: { user: 'admin', password: '' } }),
+    /non-empty password/,
+  );
+  // With auth, any address is allowed (here still loopback, so the test stays local).
+  const a = await startAdmin({
+    ...base,
+    bind: { host: '127.0.0.1', port: 0 },
+    auth: { user: 'u', password: 'p' },
+  });
+  await a.close();
+  for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost', '::ffff:127.0.0.1'])
+    assert.ok(isLoopback(h), h);
+  for (const h of ['', '0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '::ffff:10.0.0.1', '127.0.0.1.example.com'])
+    assert.ok(!isLoopback(h), h);
 });

@@ -139,7 +139,26 @@ function sendJson(
   send(res, status, `${JSON.stringify(v)}\n`, 'application/json; charset=utf-8', headers);
 }
 
+/** 127.0.0.0/8, ::1, localhost and IPv4-mapped loopback; '' (all interfaces) is not. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
 export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
+  // Config validation refuses these too; the admin API can drain every server and reload,
+  // so it must never end up open to the network by another path.
+  if (!opts.auth && !isLoopback(opts.bind.host)) {
+    const where = opts.bind.host === '' ? `:${opts.bind.port}` : `${opts.bind.host}:${opts.bind.port}`;
+    return Promise.reject(new Error(`admin bind ${where} is not loopback: admin.auth is required`));
+  }
+  if (opts.auth && (opts.auth.user === '' || opts.auth.password === '')) {
+    return Promise.reject(
+      new Error('admin.auth needs a user and a non-empty password (is password_env set?)'),
+    );
+  }
   const view = opts.view ?? opts.stats.view;
   const maxBody = opts.maxBody ?? 64 * 1024;
   const log = opts.logger;
