@@ -233,3 +233,37 @@ ${poolYaml('c', [be.port])}`);
   assert.doesNotMatch(out, /transfer-encoding/i);
   assert.ok(out.endsWith('\r\n\r\npart1-part2'), JSON.stringify(out));
 });
+
+test('a reused upstream socket that closes without answering is retried once on a fresh one', async (t) => {
+  let conns = 0;
+  const seenPaths: string[] = [];
+  const raw = net.createServer((s) => {
+    conns++;
+    let n = 0;
+    s.on('error', () => {});
+    s.on('data', (d: Buffer) => {
+      seenPaths.push(d.toString().split(' ')[1]);
+      // The second request on a socket hits a server that just closed it (keep-alive race).
+      if (++n === 2) s.destroy();
+      else s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes: [{ match: { protocol: http }, pool: r }]
+pools:
+${poolYaml('r', [(raw.address() as net.AddressInfo).port])}`);
+  t.after(async () => {
+    await h.close();
+    raw.close();
+  });
+  assert.equal((await get(h.port, '/1')).body, 'ok');
+  assert.equal((await get(h.port, '/2')).body, 'ok', 'retried on a fresh socket');
+  assert.equal(conns, 2);
+  assert.deepEqual(seenPaths, ['/1', '/2', '/2']);
+  // A POST with a body is not replayed: 502.
+  assert.equal((await get(h.port, '/3', { method: 'POST', body: 'x' })).status, 502);
+});

@@ -293,6 +293,8 @@ export function parseResponse(buf: Buffer, start: number, maxHead: number): Http
   res.headBytes = headBytes;
   const err = parseFields(s, eol + 2, res, undefined);
   if (err !== undefined) return new HeadError(502, err);
+  // RFC 9112 §6.3 lets a recipient drop CL in favour of TE; refusing is simpler and safe.
+  if (res.te && res.contentLength !== -1) return new HeadError(502, 'content-length with transfer-encoding');
   res.keepAlive = res.minor === 1 ? !res.close : res.keepAliveToken && !res.close;
   return res;
 }

@@ -458,6 +458,7 @@ export class Session implements H1UpstreamHandler {
   private attach(up: H1Conn): void {
     this.up = up;
     up.handler = this;
+    this.wasFresh = up.uses <= 1;
     this.sstate = S_HEAD;
     this.upBlocked = false;
     this.ubuf = null;
@@ -833,10 +834,7 @@ export class Session implements H1UpstreamHandler {
             return;
           }
           if (e !== undefined || c === undefined) this.connectFailed(e);
-          else {
-            this.wasFresh = true;
-            this.attach(c);
-          }
+          else this.attach(c);
         });
         return;
       }
