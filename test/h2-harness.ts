@@ -154,8 +154,13 @@ export async function startBackend(name: string, port = 0): Promise<Backend> {
     },
   });
   server.addService(health.Health.service, {
-    Check(_call: unknown, cb: grpc.sendUnaryData<{ status: string }>) {
-      cb(null, { status: healthStatus });
+    Check(
+      call: grpc.ServerUnaryCall<{ service: string }, unknown>,
+      cb: grpc.sendUnaryData<{ status: string }>,
+    ) {
+      const svc = call.request.service;
+      if (svc !== '' && svc !== 'switchyard.test.TestService') cb(null, { status: 'SERVICE_UNKNOWN' });
+      else cb(null, { status: healthStatus });
     },
   });
   b.port = await new Promise<number>((resolve, reject) =>

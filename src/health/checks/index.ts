@@ -3,6 +3,7 @@
 import './tcp.js';
 import './http.js';
 import './thrift.js';
+import './grpc.js';
 
 export {
   type CheckContext,

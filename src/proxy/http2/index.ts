@@ -144,6 +144,8 @@ class Http2Proxy implements ProtocolProxy {
   handle(conn: ClientConn): void {
     const { socket } = conn;
     socket.on('error', noop);
+    // HTTP/2 writes small frames; Nagle + delayed ACK would add up to 40 ms per exchange.
+    socket.setNoDelay(true);
     const server = this.serverFor(conn.listener.current.limits);
     // node:http2 picks up bytes already buffered on the socket (readableLength) when the
     // session starts, so the sniffed preface is replayed by unshifting it (test/h2-handoff).
@@ -417,6 +419,8 @@ class Exchange implements H2Waiter {
       stream.on('data', onClientData);
       stream.on('end', onClientEnd);
       stream.on('drain', onClientDrain);
+      // A connect failure before this attempt paused the stream; 'data' alone would not resume it.
+      if (stream.isPaused()) stream.resume();
     } else {
       // Replay what the first attempt sent, then keep streaming.
       const buf = this.buf!;
@@ -449,7 +453,7 @@ class Exchange implements H2Waiter {
       this.retryOnSame = kind !== 'connect';
       if (this.avoid === undefined) this.avoid = [];
       this.avoid.push(this.member!);
-      this.stream.pause();
+      if (this.attached) this.stream.pause();
       this.pickAndSend();
       return;
     }
