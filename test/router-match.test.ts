@@ -34,12 +34,21 @@ test('first match wins and protocol sets follow SPEC (http = http1 + non-gRPC h2
       - { name: web-all, match: { protocol: http }, pool: a }
       - { name: lan, match: { protocol: tcp, source: ["10.0.0.0/8", "::1/128"] }, pool: b }
       - { name: tls-db, match: { protocol: tls, sni: "db.internal" }, pool: b }`);
-  assert.equal(r.route(key({ proto: 'grpc', service: 'helloworld.Greeter', method: '/helloworld.Greeter/SayHello' }))?.name, 'g');
+  assert.equal(
+    r.route(key({ proto: 'grpc', service: 'helloworld.Greeter', method: '/helloworld.Greeter/SayHello' }))
+      ?.name,
+    'g',
+  );
   const denied = r.route(key({ proto: 'grpc', service: 'admin.Users', method: '/admin.Users/Delete' }));
   assert.equal(denied?.name, 'deny-admin');
   assert.equal(denied?.deny, true);
   assert.equal(r.route(key({ proto: 'h2', path: '/x', method: 'GET' }))?.name, 'any-h2');
-  const canary = key({ proto: 'http1', host: 'www.example.com:8080', path: '/api/v1', headers: { 'x-canary': '1' } });
+  const canary = key({
+    proto: 'http1',
+    host: 'www.example.com:8080',
+    path: '/api/v1',
+    headers: { 'x-canary': '1' },
+  });
   assert.equal(r.route(canary)?.name, 'web', 'host matching ignores the port');
   assert.equal(r.route({ ...canary, headers: { 'x-canary': '0' } })?.name, 'web-all');
   assert.equal(r.route({ ...canary, headers: { 'x-canary': ['0', '1'] } })?.name, 'web');
