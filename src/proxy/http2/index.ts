@@ -722,6 +722,9 @@ function onUpDrain(this: UpStream): void {
 function onUpEnd(this: UpStream): void {
   const x = this[kX]!;
   if (x.up !== this) return;
+  // node also ends the readable side when the server resets the stream: that is no end.
+  const rst = this.rstCode;
+  if (rst !== undefined && rst !== NGHTTP2_NO_ERROR) return;
   x.upEnded = true;
   const stream = x.stream;
   if (x.responded && !stream.writableEnded && !stream.destroyed) stream.end();
