@@ -51,12 +51,12 @@ async function main(): Promise<void> {
   process.stdout.write(`
 Switchyard demo is running: gateway on 127.0.0.1:${DEMO_GATEWAY_PORT}, stats on http://127.0.0.1:${DEMO_ADMIN_PORT}/
   backends  gRPC greeters ${list(0)}
-            HTTP ${list(1)}   Thrift ${list(2)}   TCP echo ${list(3)}
+            HTTP ${list(1)}   Thrift ${list(2)}   TCP ${list(3)}
 Try it from another terminal (every call goes to port ${DEMO_GATEWAY_PORT}):
-  ${client.padEnd(32)} gRPC, Thrift, HTTP and TCP calls, and which server answered each
-  ${`curl -i http://127.0.0.1:${DEMO_GATEWAY_PORT}/`.padEnd(32)} HTTP: run it twice, web1 then web2 answer
-  ${`nc 127.0.0.1 ${DEMO_GATEWAY_PORT}`.padEnd(32)} TCP: an echo server greets you; each connection is balanced
-  ${`curl http://127.0.0.1:${DEMO_ADMIN_PORT}/stats.json`.padEnd(32)} what the gateway counted (or open the stats page)
+  ${client.padEnd(40)} gRPC, Thrift, HTTP and TCP calls, and which server answered each
+  ${`curl -i http://127.0.0.1:${DEMO_GATEWAY_PORT}/`.padEnd(40)} HTTP: run it twice, web1 then web2 answer
+  ${`nc 127.0.0.1 ${DEMO_GATEWAY_PORT}`.padEnd(40)} TCP: an echo server greets you; each connection is balanced
+  ${`curl http://127.0.0.1:${DEMO_ADMIN_PORT}/stats.json`.padEnd(40)} what the gateway counted (or open the stats page)
 Ctrl-C stops it gracefully.
 
 `);

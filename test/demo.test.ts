@@ -26,6 +26,8 @@ async function firstBusy(ports: number[]): Promise<number | undefined> {
 }
 
 const servers = (kind: number): string[] => Object.keys(DEMO_BACKENDS[kind].servers);
+const addresses = (kind: number): string[] =>
+  Object.entries(DEMO_BACKENDS[kind].servers).map(([n, p]) => `${n} 127.0.0.1:${p} up`);
 const EXPECTED = { grpc: servers(0), http: servers(1), thrift: servers(2), tcp: servers(3) };
 
 test('the demo serves gRPC, HTTP, Thrift and TCP on one port, each call balanced, and stops with exit 0', async (t) => {
@@ -83,17 +85,18 @@ test('the demo serves gRPC, HTTP, Thrift and TCP on one port, each call balanced
   }
 
   const stats = (await (await fetch(`http://127.0.0.1:${DEMO_ADMIN_PORT}/stats.json`)).json()) as {
-    pools: Record<string, { servers: { name: string; state: string }[] }>;
+    pools: Record<string, { servers: { name: string; address: string; state: string }[] }>;
   };
-  for (const [pool, names] of [
-    ['greeters', EXPECTED.grpc],
-    ['web', EXPECTED.http],
-    ['calc', EXPECTED.thrift],
-    ['echo', EXPECTED.tcp],
+  // Also proves examples/layout.ts (where the backends listen) and demo.yaml agree.
+  for (const [pool, kind] of [
+    ['greeters', 0],
+    ['web', 1],
+    ['calc', 2],
+    ['echo', 3],
   ] as const) {
     assert.deepEqual(
-      stats.pools[pool]?.servers.map((s) => `${s.name}:${s.state}`),
-      names.map((n) => `${n}:up`),
+      stats.pools[pool]?.servers.map((s) => `${s.name} ${s.address} ${s.state}`),
+      addresses(kind),
       pool,
     );
   }

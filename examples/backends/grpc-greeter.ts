@@ -80,9 +80,12 @@ export async function startGrpcGreeter(port: number, name: string, host = '127.0
     },
   });
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (err) {
+        server.forceShutdown();
+        reject(err);
+      } else resolve(p);
+    }),
   );
   return {
     name,

@@ -19,7 +19,13 @@ export function startHttpHello(port: number, name: string, host = '127.0.0.1'): 
       return;
     }
     const body = `hello from ${name}: ${req.method} ${req.url}\n`;
-    res.writeHead(200, { 'content-type': 'text/plain', 'x-server': name }).end(body);
+    res
+      .writeHead(200, {
+        'content-type': 'text/plain',
+        'content-length': Buffer.byteLength(body),
+        'x-server': name,
+      })
+      .end(body);
   });
   server.keepAliveTimeout = 65_000;
   server.on('clientError', (_e, socket) => socket.destroy());
