@@ -54,7 +54,7 @@ Switchyard demo is running: gateway on 127.0.0.1:${DEMO_GATEWAY_PORT}, stats on 
             HTTP ${list(1)}   Thrift ${list(2)}   TCP ${list(3)}
 Try it from another terminal (every call goes to port ${DEMO_GATEWAY_PORT}):
   ${client.padEnd(40)} gRPC, Thrift, HTTP and TCP calls, and which server answered each
-  ${`curl -i http://127.0.0.1:${DEMO_GATEWAY_PORT}/`.padEnd(40)} HTTP: run it twice, web1 then web2 answer
+  ${`curl -i http://127.0.0.1:${DEMO_GATEWAY_PORT}/`.padEnd(40)} HTTP: run it twice, web1 and web2 take turns
   ${`nc 127.0.0.1 ${DEMO_GATEWAY_PORT}`.padEnd(40)} TCP: an echo server greets you; each connection is balanced
   ${`curl http://127.0.0.1:${DEMO_ADMIN_PORT}/stats.json`.padEnd(40)} what the gateway counted (or open the stats page)
 Ctrl-C stops it gracefully.
