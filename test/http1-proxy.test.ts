@@ -334,3 +334,42 @@ ${poolYaml('p', [be.port])}`);
   const bodies = [...out.matchAll(/\r\n\r\n(r\d)/g)].map((m) => m[1]);
   assert.deepEqual(bodies, ['r1', 'r2', 'r3', 'r4', 'r5']);
 });
+
+test('a large response to a slow reader arrives intact (backpressure, no reused read buffer)', async (t) => {
+  const data = Buffer.alloc(8 << 20);
+  let x = 1;
+  for (let i = 0; i < data.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    data[i] = x >>> 24;
+  }
+  const be = await startBackend('d', (_req, res) => {
+    res.setHeader('content-length', data.length);
+    // many small writes: many upstream reads while the client is not reading
+    for (let off = 0; off < data.length; off += 16384) res.write(data.subarray(off, off + 16384));
+    res.end();
+  });
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes: [{ match: { protocol: http }, pool: d }]
+pools:
+${poolYaml('d', [be.port])}`);
+  t.after(async () => {
+    await h.close();
+    await be.close();
+  });
+  const got = await new Promise<Buffer>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port: h.port, path: '/big' }, (res) => {
+        const parts: Buffer[] = [];
+        res.pause();
+        setTimeout(() => res.resume(), 300);
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve(Buffer.concat(parts)));
+      })
+      .on('error', reject);
+  });
+  assert.equal(got.length, data.length);
+  assert.ok(got.equals(data), 'bytes identical');
+});

@@ -11,6 +11,8 @@ export interface H1UpstreamHandler {
   onUpstreamDrain(conn: H1Conn): void;
 }
 
+const READ_BUFFER = 64 * 1024;
+
 /** Idle sockets kept per server beyond which released sockets are closed. */
 const MAX_IDLE_PER_SERVER = 512;
 
@@ -23,16 +25,20 @@ export class H1Conn {
   closed = false;
   private err: Error | undefined;
 
+  /**
+   * Set by the handler when it keeps a reference to the chunk it was given beyond the call
+   * (a write the kernel did not take at once): the next read then gets a fresh buffer.
+   */
+  retained = false;
+  /** Read buffer (net `onread`): reused across reads unless retained. */
+  rbuf: Buffer;
+
   constructor(
     readonly pool: H1ServerPool,
     readonly socket: net.Socket,
+    rbuf: Buffer,
   ) {
-    socket.on('data', (chunk: Buffer) => {
-      const h = this.handler;
-      // Bytes on an idle keep-alive socket: the server broke framing; never reuse it.
-      if (h === undefined) socket.destroy();
-      else h.onUpstreamData(this, chunk);
-    });
+    this.rbuf = rbuf;
     socket.on('drain', () => this.handler?.onUpstreamDrain(this));
     socket.on('error', (e: Error) => {
       this.err = e;
@@ -76,7 +82,34 @@ export class H1ServerPool {
 
   /** Opens a new socket; `cb` runs once with it or with the connect error. */
   connect(timeoutMs: number, cb: (err: Error | undefined, conn: H1Conn | undefined) => void): void {
-    const socket = net.connect({ host: this.host, port: this.port });
+    // `onread` skips the Readable stream machinery for upstream reads (measured: fewer
+    // allocations and calls per response); the chunk handed on is a view of `rbuf`.
+    let conn: H1Conn | undefined;
+    const first = Buffer.allocUnsafeSlow(READ_BUFFER);
+    const socket = net.connect({
+      host: this.host,
+      port: this.port,
+      onread: {
+        buffer: () => {
+          const c = conn;
+          if (c === undefined) return first;
+          if (c.retained) {
+            c.retained = false;
+            c.rbuf = Buffer.allocUnsafeSlow(READ_BUFFER);
+          }
+          return c.rbuf;
+        },
+        callback: (n: number, buf: Uint8Array): boolean => {
+          const c = conn;
+          if (c === undefined) return true;
+          const h = c.handler;
+          // Bytes on an idle keep-alive socket: the server broke framing; never reuse it.
+          if (h === undefined) socket.destroy();
+          else h.onUpstreamData(c, (buf as Buffer).subarray(0, n));
+          return true;
+        },
+      },
+    });
     socket.setNoDelay(true);
     let done = false;
     const onError = (e: Error) => {
@@ -98,7 +131,8 @@ export class H1ServerPool {
       clearTimeout(timer);
       socket.removeListener('error', onError);
       this.open++;
-      const c = new H1Conn(this, socket);
+      const c = new H1Conn(this, socket, first);
+      conn = c;
       c.uses = 1;
       cb(undefined, c);
     });

@@ -278,6 +278,8 @@ export class Session implements H1UpstreamHandler {
   writeDown(data: Buffer | string): void {
     this.bytesOut += data.length;
     const ok = typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+    // The socket still holds a view of the upstream read buffer: that buffer must not be reused.
+    if (this.up !== null && this.socket.writableLength > 0) this.up.retained = true;
     if (!ok && !this.downBlocked) {
       this.downBlocked = true;
       if (this.up !== null) this.up.socket.pause();
@@ -639,13 +641,14 @@ export class Session implements H1UpstreamHandler {
       this.reusable = false;
       return;
     }
+    // A partial head is kept across reads: copy it out of the reused read buffer.
     let buf = this.ubuf === null ? chunk : Buffer.concat([this.ubuf, chunk]);
     const req = this.req!;
     const maxHead = this.snap!.limits.headerBytes;
     for (;;) {
       const r = parseResponse(buf, 0, maxHead);
       if (r === null) {
-        this.ubuf = buf;
+        this.ubuf = buf === chunk ? Buffer.from(chunk) : buf;
         return;
       }
       this.ubuf = null;
