@@ -465,8 +465,8 @@ export class Session implements H1UpstreamHandler {
     this.upBlocked = false;
     this.ubuf = null;
     const sock = up.socket;
+    // Pooled sockets are flowing (released ones were resumed); pause only for a slow client.
     if (this.downBlocked) sock.pause();
-    else sock.resume();
     const early = this.early;
     this.early = null;
     if (early === null) sock.write(this.requestHead(), 'latin1');
