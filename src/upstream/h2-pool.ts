@@ -367,6 +367,39 @@ export class H2SessionPool {
   }
 }
 
+/** Result of {@link h2Request}: the stream, or why none could be opened. */
+export type H2RequestResult =
+  | { ok: true; stream: ClientHttp2Stream; session: UpstreamSession }
+  | { ok: false; why: H2AcquireFailure | 'refused'; detail: string };
+
+/**
+ * Sends one request to `target` over a pooled session: the entry point for the HTTP/1
+ * proxy when a route's pool is `protocol: h2`. `headers` must be HTTP/2-shaped (pseudo
+ * headers, lower-case names, no connection-specific fields). The callback runs once,
+ * synchronously when a session has a free slot. The stream's slot is given back when the
+ * stream closes. `why: 'connect' | 'timeout'` (and 'refused', the session went away) mean
+ * the server never saw the request, so it is safe to pick another server and retry.
+ */
+export function h2Request(
+  pool: H2SessionPool,
+  target: H2Target,
+  timeouts: H2PoolTimeouts,
+  headers: OutgoingHttpHeaders,
+  endStream: boolean,
+  cb: (r: H2RequestResult) => void,
+): void {
+  const open = (s: UpstreamSession): void => {
+    const stream = s.request(headers, endStream);
+    if (stream === undefined) cb({ ok: false, why: 'refused', detail: s.lastError });
+    else cb({ ok: true, stream, session: s });
+  };
+  const s = pool.acquire(target, timeouts, {
+    onSession: open,
+    onSessionError: (why, detail) => cb({ ok: false, why, detail }),
+  });
+  if (s !== undefined) open(s);
+}
+
 let shared: H2SessionPool | undefined;
 
 /** The process-wide pool the HTTP/1 and HTTP/2 proxies share. */
