@@ -313,3 +313,45 @@ test('CONTINUATION flood: the connection is closed, the gateway keeps serving', 
   const ok = await fetch(connect(t, h.port), { ':path': '/' });
   assert.equal(ok.headers[':status'], 200);
 });
+
+test('HTTP/2 client to an h1 pool: requests bridged to HTTP/1.1; gRPC to an h1 pool is UNAVAILABLE', async (t) => {
+  const httpMod = await import('node:http');
+  let seen: import('node:http').IncomingHttpHeaders = {};
+  const srv = httpMod.createServer((req, res) => {
+    seen = req.headers;
+    let body = '';
+    req.on('data', (c: Buffer) => {
+      body += c;
+    });
+    req.on('end', () => {
+      res.setHeader('x-h1', 'yes');
+      res.end(`${req.method} ${req.url} ${body}`);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    srv.closeAllConnections();
+    srv.close();
+  });
+  const address = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+  const h = await startHarness(
+    yamlFor([{ name: 'w1', address }]).replace('protocol: h2\n    balance', 'protocol: h1\n    balance'),
+  );
+  t.after(() => h.stop());
+  const c = connect(t, h.port);
+  const r = await fetch(c, { ':method': 'POST', ':path': '/form?x=1', 'x-forwarded-for': '10.1.1.1' }, 'a=b');
+  assert.equal(r.headers[':status'], 200);
+  assert.equal(r.headers['x-h1'], 'yes');
+  assert.equal(r.body.toString(), 'POST /form?x=1 a=b');
+  assert.equal(seen.host, `127.0.0.1:${h.port}`);
+  assert.equal(seen['x-forwarded-for'], '10.1.1.1, 127.0.0.1');
+  const g = await fetch(c, { ':path': '/get' });
+  assert.equal(g.body.toString(), 'GET /get ');
+  const grpcReply = await fetch(
+    c,
+    { ':method': 'POST', ':path': '/a.B/C', 'content-type': 'application/grpc' },
+    '',
+  );
+  assert.equal(grpcReply.headers['grpc-status'], '14');
+  assert.match(String(grpcReply.headers['grpc-message']), /gRPC needs an h2 pool/);
+});

@@ -5,6 +5,7 @@
 // Node stream glue; every event listener is a module-level function that finds its
 // per-stream state through a property on the stream, so a stream costs one Exchange object,
 // its header objects and a few listener registrations.
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import http2, {
   type ClientHttp2Stream,
   type Http2Server,
@@ -26,6 +27,7 @@ import type { Limits, PoolConfig } from '../../config/runtime.js';
 import type { ClientConn, GatewayContext, ListenerSnapshot, ProtocolProxy } from '../../core/proxy.js';
 import type { Outcome, RouteKey } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
+import { h1Request, h2ResponseHeaders, h2ToH1Headers } from '../../upstream/h1-bridge.js';
 import {
   type H2AcquireFailure,
   type H2SessionPool,
@@ -33,7 +35,13 @@ import {
   sharedH2Pool,
   type UpstreamSession,
 } from '../../upstream/h2-pool.js';
-import { clientResponseHeaders, cookieValue, headerString, upstreamRequestHeaders } from './headers.js';
+import {
+  applyRules,
+  clientResponseHeaders,
+  cookieValue,
+  headerString,
+  upstreamRequestHeaders,
+} from './headers.js';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -330,9 +338,11 @@ class Exchange implements H2Waiter {
     }
     this.pool = route.pool;
     this.poolConfig = pc;
-    if (pc.protocol !== 'h2') {
-      // HTTP/2 → HTTP/1 bridging is not available: say so rather than mis-speak to the server.
-      const why = `pool ${pc.name} speaks ${pc.protocol}; only h2 pools take HTTP/2 streams`;
+    if (pc.protocol === 'h1' && !grpc) {
+      this.h1 = true;
+    } else if (pc.protocol !== 'h2') {
+      // gRPC needs HTTP/2 end to end (trailers); tcp/thrift pools cannot take a stream.
+      const why = `pool ${pc.name} speaks ${pc.protocol}; ${grpc ? 'gRPC' : 'HTTP/2'} needs an h2 pool`;
       this.proxy.ctx.logger.warn({ event: 'h2_pool_protocol', pool: pc.name, route: route.name }, why);
       this.fail(GrpcStatus.UNAVAILABLE, 502, why, 'error');
       return;
@@ -342,7 +352,7 @@ class Exchange implements H2Waiter {
       this.timeoutMs = ms;
       this.timer = setTimeout(onTimeout, ms, this);
     }
-    this.outHeaders = upstreamRequestHeaders(h, conn.clientIp, route.requestHeaders);
+    if (!this.h1) this.outHeaders = upstreamRequestHeaders(h, conn.clientIp, route.requestHeaders);
     this.pickAndSend();
   }
 
@@ -383,6 +393,10 @@ class Exchange implements H2Waiter {
     }
     this.lease = p;
     this.member = p.member;
+    if (this.h1) {
+      this.sendH1();
+      return;
+    }
     const s = this.proxy.upstream.acquire(p.member, this.poolConfig!.timeouts, this);
     if (s !== undefined) this.onSession(s);
     else this.waiting = true;
@@ -415,12 +429,7 @@ class Exchange implements H2Waiter {
     up.on('error', noop);
     const stream = this.stream;
     if (first) {
-      this.attached = true;
-      stream.on('data', onClientData);
-      stream.on('end', onClientEnd);
-      stream.on('drain', onClientDrain);
-      // A connect failure before this attempt paused the stream; 'data' alone would not resume it.
-      if (stream.isPaused()) stream.resume();
+      this.attachClient();
     } else {
       // Replay what the first attempt sent, then keep streaming.
       const buf = this.buf!;
@@ -430,6 +439,100 @@ class Exchange implements H2Waiter {
       } else stream.resume();
     }
   }
+
+  attachClient(): void {
+    const stream = this.stream;
+    this.attached = true;
+    stream.on('data', onClientData);
+    stream.on('end', onClientEnd);
+    stream.on('drain', onClientDrain);
+    // A connect failure before this attempt paused the stream; 'data' alone would not resume it.
+    if (stream.isPaused()) stream.resume();
+  }
+
+  /**
+   * HTTP/2 client → `protocol: h1` pool (not gRPC), through upstream/h1-bridge.ts. Off the
+   * hot path (a translation either way), so plain closures are fine here.
+   */
+  sendH1(): void {
+    const h = this.headers;
+    const headers = h2ToH1Headers(h);
+    const xff = h['x-forwarded-for'];
+    headers['x-forwarded-for'] =
+      xff === undefined ? this.cs.conn.clientIp : `${xff}, ${this.cs.conn.clientIp}`;
+    if (this.route!.requestHeaders !== undefined) applyRules(headers, this.route!.requestHeaders);
+    const creq = h1Request(this.member!, this.poolConfig!.timeouts, {
+      method: h[':method'] ?? 'GET',
+      path: h[':path'] ?? '/',
+      headers,
+    });
+    this.h1req = creq;
+    const stream = this.stream;
+    creq.on('drain', () => stream.resume());
+    creq.on('response', (res: IncomingMessage) => this.onH1Response(creq, res));
+    creq.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.h1req !== creq || this.finished) return;
+      this.h1req = undefined;
+      const code = e.code ?? '';
+      if (!this.responded && (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')) {
+        this.attemptFailed('connect', `${code} ${e.message}`, 0);
+      } else if (!this.responded) {
+        this.failure = 'reset';
+        this.fail(GrpcStatus.UNAVAILABLE, 502, `server ${this.member!.name}: ${e.message}`, 'server_reset');
+      } else {
+        this.failure = 'reset';
+        this.outcome = 'server_reset';
+        this.detail = `server ${this.member!.name}: ${e.message}`;
+        if (!stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
+      }
+    });
+    if (!this.attached) this.attachClient();
+    else {
+      for (const c of this.buf ?? []) creq.write(c);
+      if (!this.clientEnded) stream.resume();
+    }
+    if (this.clientEnded || stream.endAfterHeaders) creq.end();
+  }
+
+  onH1Response(creq: ClientRequest, res: IncomingMessage): void {
+    if (this.h1req !== creq || this.finished) {
+      res.resume();
+      return;
+    }
+    const stream = this.stream;
+    this.buf = null;
+    this.status = res.statusCode ?? 502;
+    if (stream.destroyed || stream.closed) return;
+    this.responded = true;
+    const out = h2ResponseHeaders(res);
+    if (this.route!.responseHeaders !== undefined) applyRules(out, this.route!.responseHeaders);
+    try {
+      stream.respond(out, RESPOND_TRAILERS);
+    } catch {
+      stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    stream.on('drain', () => res.resume());
+    res.on('data', (c: Buffer) => {
+      this.bytesOut += c.length;
+      if (!stream.write(c)) res.pause();
+    });
+    res.on('end', () => {
+      this.upEnded = true;
+      const t = res.trailers;
+      let any = false;
+      for (const _ in t) {
+        any = true;
+        break;
+      }
+      if (any) this.trailers = clientResponseHeaders(t, undefined);
+      if (!stream.writableEnded && !stream.destroyed) stream.end();
+    });
+    res.on('error', () => {});
+  }
+
+  h1 = false;
+  h1req: ClientRequest | undefined;
 
   onSessionError(why: H2AcquireFailure, detail: string): void {
     this.waiting = false;
@@ -506,6 +609,10 @@ class Exchange implements H2Waiter {
       this.proxy.upstream.cancel(this.member, this);
       this.waiting = false;
     }
+    if (this.h1req !== undefined) {
+      this.h1req.destroy();
+      this.h1req = undefined;
+    }
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     if (!this.responded) {
@@ -553,6 +660,7 @@ class Exchange implements H2Waiter {
     const up = this.up;
     if (up !== undefined && !up.closed) up.close(NGHTTP2_CANCEL);
     if (this.waiting && this.member !== undefined) this.proxy.upstream.cancel(this.member, this);
+    if (this.h1req !== undefined && !this.upEnded) this.h1req.destroy();
     let failure = this.failure;
     if (failure === undefined) {
       if (this.grpc ? this.grpcStatus === GrpcStatus.UNAVAILABLE : this.status >= 502 && this.status <= 504) {
@@ -625,7 +733,7 @@ function onClientData(this: ClientStream, chunk: Buffer): void {
     if (x.bufBytes > x.snap.limits.retryBuffer) x.buf = null;
     else buf.push(chunk);
   }
-  const up = x.up;
+  const up = x.up ?? x.h1req;
   if (up !== undefined) {
     if (!up.write(chunk)) this.pause();
   } else if (!x.finished) {
@@ -636,7 +744,7 @@ function onClientData(this: ClientStream, chunk: Buffer): void {
 function onClientEnd(this: ClientStream): void {
   const x = this[kX]!;
   x.clientEnded = true;
-  const up = x.up;
+  const up = x.up ?? x.h1req;
   if (up !== undefined && !up.writableEnded) up.end();
 }
 
