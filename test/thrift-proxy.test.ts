@@ -433,3 +433,58 @@ ${serverLines(calc)}
   );
   assert.equal(addServers.size, 1);
 });
+
+test('pipelining pools: many calls in flight on one connection per server, late replies dropped', async (t) => {
+  const calc = await servers(t, 'p', 2, 'framed', 'binary');
+  const gw = await gateway(
+    t,
+    `${LISTENER}    routes:
+      - match: { protocol: thrift }
+        pool: calc
+pools:
+  calc:
+    protocol: thrift
+    thrift: { pipelining: true }
+    timeouts: { request: 150ms }
+    health: { type: none }
+    servers:
+${serverLines(calc)}
+`,
+  );
+  const clients = await Promise.all(
+    [0, 1, 2, 3].map(() => connectClient({ port: gw.port(), transport: 'framed', protocol: 'binary' })),
+  );
+  t.after(() => {
+    for (const c of clients) c.close();
+  });
+  const sums = await Promise.all(
+    clients.flatMap((c, k) =>
+      Array.from({ length: 25 }, (_, i) => call<number>((cb) => c.calc.add(k * 1000, i, cb))),
+    ),
+  );
+  assert.deepEqual(
+    sums,
+    clients.flatMap((_, k) => Array.from({ length: 25 }, (_, i) => k * 1000 + i)),
+  );
+  assert.deepEqual(
+    calc.map((s) => s.connections),
+    [1, 1],
+    '100 calls over one connection per server',
+  );
+  // A timed-out call leaves its connection in use; its late reply is dropped.
+  const c = clients[0];
+  await assert.rejects(
+    call<string>((cb) => c.calc.slow(300, cb)),
+    /no reply within 150 ms/,
+  );
+  assert.equal(await call<number>((cb) => c.calc.add(1, 1, cb)), 2);
+  await new Promise((r) => setTimeout(r, 350));
+  const more = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => call<number>((cb) => c.calc.add(i, i, cb))),
+  );
+  assert.deepEqual(more, [0, 2, 4, 6, 8, 10]);
+  assert.deepEqual(
+    calc.map((s) => s.connections),
+    [1, 1],
+  );
+});
