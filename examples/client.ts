@@ -52,6 +52,10 @@ function withTimeout<T>(
   });
 }
 
+/** A protocol that failed this often is not going to work; stop rather than wait out every call. */
+const GIVE_UP_AFTER = 3;
+const gaveUp = (r: ProtoResult): boolean => r.errors.length >= GIVE_UP_AFTER;
+
 function result(what: string): ProtoResult {
   return { what, servers: new Map(), errors: [] };
 }
@@ -90,6 +94,7 @@ async function grpcCalls(host: string, port: number, n: number, timeoutMs: numbe
         count(r, lastWord(text), text);
       } catch (e) {
         r.errors.push(msg(e));
+        if (gaveUp(r)) break;
       }
     }
   } finally {
@@ -122,13 +127,17 @@ async function thriftCalls(host: string, port: number, n: number, timeoutMs: num
         count(r, who, who);
       } catch (e) {
         r.errors.push(msg(lastError ?? e));
-        if (!connection.connected) break;
+        if (!connection.connected || gaveUp(r)) break;
       }
     }
   } catch (e) {
     r.errors.push(msg(e));
   } finally {
+    // end() marks the close as ours (no reconnect); destroy() because every call has been
+    // answered or given up on, and a half-closed socket would wait for a peer that may
+    // never close its side.
     connection.end();
+    connection.destroy();
   }
   return r;
 }
@@ -164,6 +173,7 @@ async function httpRequests(host: string, port: number, n: number, timeoutMs: nu
         count(r, server, body);
       } catch (e) {
         r.errors.push(msg(e));
+        if (gaveUp(r)) break;
       }
     }
   } finally {
@@ -210,6 +220,7 @@ async function tcpConnections(
       count(r, lastWord(line), line);
     } catch (e) {
       r.errors.push(msg(e));
+      if (gaveUp(r)) break;
     }
   }
   return r;
@@ -244,7 +255,8 @@ export function formatResults(results: Record<Proto, ProtoResult | undefined>): 
     lines.push(`          answered by: ${spread}${r.sample ? `   (e.g. "${r.sample}")` : ''}`);
     if (r.errors.length) {
       const distinct = [...new Set(r.errors)];
-      lines.push(`          ${r.errors.length} failed: ${distinct.slice(0, 3).join('; ')}`);
+      const stopped = gaveUp(r) ? ' (gave up)' : '';
+      lines.push(`          ${r.errors.length} failed${stopped}: ${distinct.slice(0, 3).join('; ')}`);
     }
   }
   return `${lines.join('\n')}\n`;
