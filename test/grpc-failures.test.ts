@@ -243,3 +243,19 @@ test('rapid reset: a client resetting streams too fast gets GOAWAY(ENHANCE_YOUR_
   assert.ok(backends[0].calls < 200, `backend saw ${backends[0].calls} calls`);
   assert.ok(h.logs.some((l) => l.event === 'h2_rapid_reset'));
 });
+
+test('passive outlier detection counts UNAVAILABLE (14) answers from a server', async (t) => {
+  const { h, c } = await setup(t, {
+    pool: '    health: { type: none }\n    outlier: { consecutive_failures: 3, eject: 30s }',
+  });
+  const member = h.pools.get('p')!.members[0];
+  for (let i = 0; i < 3; i++) {
+    const { status } = await unary(c, { text: 'status:14' });
+    assert.equal(status.code, grpc.status.UNAVAILABLE);
+    assert.equal(status.details, 'asked for status:14', 'the server status passes untouched');
+  }
+  assert.ok(member.ejectedUntil > Date.now(), 'ejected after 3 consecutive UNAVAILABLE');
+  const { status } = await unary(c, { text: 'x' });
+  assert.equal(status.code, grpc.status.UNAVAILABLE);
+  assert.match(status.details, /no server available/);
+});
