@@ -207,7 +207,7 @@ export class MemberSessions {
     });
     session.on('remoteSettings', (settings) => {
       const m = settings.maxConcurrentStreams;
-      if (m !== undefined) s.maxStreams = m > MAX_STREAMS_CAP ? MAX_STREAMS_CAP : m;
+      if (m !== undefined) s.maxStreams = Math.min(m, MAX_STREAMS_CAP);
     });
     session.on('goaway', () => {
       // Routine (max connection age, server restart): stop using it, do not fail the server.

@@ -546,7 +546,7 @@ class Exchange implements H2Waiter {
 
   /** The current attempt ended before any response reached the client. */
   attemptFailed(kind: 'connect' | 'refused' | 'lost' | 'reset', detail: string, rst: number): void {
-    const goaway = this.session !== undefined && this.session.draining;
+    const goaway = this.session?.draining === true;
     this.up = undefined;
     this.session = undefined;
     if (this.lease?.ok) this.lease.release({ ok: false, failure: kind === 'connect' ? 'connect' : 'reset' });
