@@ -57,7 +57,8 @@ export async function startHarness(yaml: string): Promise<Harness> {
   };
   const proxy = createHttp1Proxy(ctx);
   const sockets = new Set<net.Socket>();
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+  // allowHalfOpen as the gateway's listener: the proxy decides when to end its side.
+  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});

@@ -167,3 +167,35 @@ pools:
   assert.equal((await first).body, 'held');
   assert.ok(h.records.some((r) => r.status === 503 && r.outcome === 'queue_full'));
 });
+
+test('a client that keeps its side open after our FIN is released anyway', async (t) => {
+  const be = await startBackend('f');
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes: [{ match: { protocol: http }, pool: f }]
+pools:
+${poolYaml('f', [be.port])}`);
+  t.after(async () => {
+    await h.close();
+    await be.close();
+  });
+  const sock = net.connect({ port: h.port, host: '127.0.0.1', allowHalfOpen: true });
+  sock.on('error', () => {});
+  t.after(() => {
+    sock.destroy();
+  });
+  let out = '';
+  sock.on('data', (c: Buffer) => {
+    out += c;
+  });
+  const ended = new Promise<void>((r) => sock.once('end', () => r()));
+  sock.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  await ended;
+  assert.match(out, /^HTTP\/1\.1 200 /);
+  assert.equal(h.proxy.activeConnections, 1, 'still held: our side ended, theirs open');
+  // Our FIN was already sent, so the client learns nothing new; the gateway frees the socket.
+  for (let i = 0; i < 100 && h.proxy.activeConnections > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(h.proxy.activeConnections, 0, 'released by the gateway');
+});

@@ -69,6 +69,9 @@ const STATUS_TEXT: Record<number, string> = {
 
 const NO_PICK: PickRequest = {};
 
+/** After our FIN, how long a client that has read everything may keep its side open. */
+const CLOSE_GRACE_MS = 2000;
+
 /** The route key of one request; `headers` is built only if a route asks for it. */
 class RequestKey implements RouteKey {
   readonly proto = 'http1' as const;
@@ -813,7 +816,7 @@ export class Session implements H1UpstreamHandler {
     if (this.rstate === R_TUNNEL) {
       this.rstate = R_CLOSED;
       this.endExchange('ok');
-      this.socket.end();
+      this.closeClient();
       return;
     }
     if (this.sstate === S_BODY && this.resKind === BODY_CLOSE) {
@@ -960,13 +963,19 @@ export class Session implements H1UpstreamHandler {
     this.afterExchange();
   }
 
+  /** Ends our side; the sweep destroys the socket if the client does not close its side. */
+  private closeClient(): void {
+    this.rstate = R_CLOSED;
+    this.lastActive = this.core.clock;
+    this.socket.end();
+  }
+
   /** After a response: next request, or close. */
   private afterExchange(): void {
     if (this.rstate === R_TUNNEL || this.rstate === R_CLOSED) return;
     if (this.closeAfter || this.rstate === R_BODY) {
       // A request body the upstream did not wait for is still arriving: close.
-      this.rstate = R_CLOSED;
-      this.socket.end();
+      this.closeClient();
       return;
     }
     if (this.rstate !== R_REST) return;
@@ -1033,10 +1042,7 @@ export class Session implements H1UpstreamHandler {
     this.record(outcome, detail);
     this.sstate = S_NONE;
     if (this.closeAfter) {
-      this.rstate = R_CLOSED;
-      this.socket.end();
-      // A client that never reads must not hold the socket: destroy after a short grace.
-      setTimeout(() => this.socket.destroy(), 1000).unref();
+      this.closeClient();
       return;
     }
     this.afterExchange();
@@ -1048,6 +1054,14 @@ export class Session implements H1UpstreamHandler {
     const t = this.snap?.timeouts ?? this.conn.listener.current.timeouts;
     switch (this.rstate) {
       case R_CLOSED:
+        // We sent FIN (allowHalfOpen listeners): a client that never closes its side must
+        // not hold the socket. Give a slow reader of the last response `client_idle`.
+        if (
+          !this.socket.destroyed &&
+          now - this.lastActive > (this.socket.writableLength === 0 ? CLOSE_GRACE_MS : t.clientIdle)
+        ) {
+          this.socket.destroy();
+        }
         return;
       case R_TUNNEL:
         if (now - this.lastActive > t.tunnel) {
@@ -1094,10 +1108,8 @@ export class Session implements H1UpstreamHandler {
 
   /** Graceful stop: idle connections close now, busy ones after their response. */
   drain(): void {
-    if (this.rstate === R_HEAD && this.sstate === S_NONE && this.buf === null) {
-      this.rstate = R_CLOSED;
-      this.socket.end();
-    } else this.closeAfter = true;
+    if (this.rstate === R_HEAD && this.sstate === S_NONE && this.buf === null) this.closeClient();
+    else this.closeAfter = true;
   }
 
   /** Cut at the drain deadline. */
