@@ -267,3 +267,97 @@ ${poolYaml('r', [(raw.address() as net.AddressInfo).port])}`);
   // A POST with a body is not replayed: 502.
   assert.equal((await get(h.port, '/3', { method: 'POST', body: 'x' })).status, 502);
 });
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function mutate(rand: () => number, s: string): string {
+  const alphabet = [
+    '\r',
+    '\n',
+    '\r\n',
+    ' ',
+    ':',
+    '0',
+    'f',
+    ';',
+    'chunked',
+    '\x00',
+    '\xff',
+    'Content-Length: 3\r\n',
+  ];
+  const edits = 1 + Math.floor(rand() * 4);
+  for (let e = 0; e < edits; e++) {
+    const pos = Math.floor(rand() * (s.length + 1));
+    const op = rand();
+    if (op < 0.3) s = s.slice(0, pos) + s.slice(pos + 1);
+    else if (op < 0.7) s = s.slice(0, pos) + alphabet[Math.floor(rand() * alphabet.length)] + s.slice(pos);
+    else s = s.slice(0, pos) + String.fromCharCode(Math.floor(rand() * 256)) + s.slice(pos + 1);
+  }
+  return s;
+}
+
+test('fuzz through sockets: mutated requests and mutated responses never break the proxy', async (t) => {
+  const rand = rng(7);
+  const responses = [
+    'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+    'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n',
+  ];
+  const raw = net.createServer((s) => {
+    s.on('error', () => {});
+    s.on('data', () => {
+      s.write(mutate(rand, responses[Math.floor(rand() * responses.length)]), 'latin1');
+      if (rand() < 0.3) s.end();
+    });
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  const good = await startBackend('good');
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    timeouts: { request: 300ms, client_idle: 300ms }
+    limits: { header_bytes: 2048 }
+    routes:
+      - { match: { protocol: http, path_prefix: /good }, pool: good }
+      - { match: { protocol: http }, pool: raw }
+pools:
+${poolYaml('raw', [(raw.address() as net.AddressInfo).port], '    retries: { attempts: 0 }\n')}${poolYaml('good', [good.port])}`);
+  t.after(async () => {
+    await h.close();
+    raw.close();
+    await good.close();
+  });
+  const requests = [
+    'GET /x HTTP/1.1\r\nHost: a\r\n\r\n',
+    'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc',
+    'POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    'GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n',
+  ];
+  const deadline = Date.now() + 6000;
+  for (let batch = 0; batch < 12 && Date.now() < deadline; batch++) {
+    const jobs: Promise<string>[] = [];
+    for (let i = 0; i < 10; i++) {
+      const req = mutate(rand, requests[Math.floor(rand() * requests.length)]);
+      jobs.push(rawExchange(h.port, Buffer.from(req + req, 'latin1'), 500));
+    }
+    for (const out of await Promise.all(jobs)) {
+      if (out !== '') assert.match(out, /^HTTP\/1\.1 \d{3} /, JSON.stringify(out.slice(0, 40)));
+    }
+  }
+  // Still serving normally.
+  const ok = await get(h.port, '/good');
+  assert.equal(ok.status, 200);
+  assert.equal(ok.body, 'good:GET:/good');
+  assert.ok(h.records.length > 50);
+});
