@@ -348,6 +348,8 @@ export class Session implements H1UpstreamHandler {
 
     let target = req.target;
     let host = req.host;
+    this.host = host;
+    this.path = target;
     if (target.charCodeAt(0) !== 0x2f) {
       // absolute-form (RFC 9112 §3.2.2): the authority in the target wins over Host.
       const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
