@@ -108,13 +108,15 @@ pools:
   assert.ok(acc.some((r) => r.pool === 'two' && r.status === 201 && r.outcome === 'ok'));
 });
 
-// The HTTP/2 proxy owns this path (it calls upstream/h1-bridge.ts); todo until it does.
-test('real gateway: HTTP/2 client to an h1 pool', {
-  todo: 'HTTP/2 proxy → upstream/h1-bridge wiring',
-}, async (t) => {
+// The HTTP/2 proxy owns this path; it calls upstream/h1-bridge.ts.
+test('real gateway: HTTP/2 client to an h1 pool, trailers included', async (t) => {
   const h1 = await startBackend('h1', (req, res, body) => {
     res.setHeader('x-saw-host', String(req.headers.host));
-    res.end(`h1:${req.method}:${req.url}:${body}`);
+    res.setHeader('x-saw-xff', String(req.headers['x-forwarded-for']));
+    res.setHeader('trailer', 'x-sum');
+    res.write(`h1:${req.method}:${req.url}:`);
+    res.addTrailers({ 'x-sum': '42' });
+    res.end(body);
   });
   const gw = await startGateway(`
 listeners:
@@ -136,12 +138,16 @@ pools:
   t.after(() => {
     client.close();
   });
+  let trailers: http2.IncomingHttpHeaders = {};
   const res = await new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }>(
     (resolve, reject) => {
       const st = client.request({ ':method': 'POST', ':path': '/via-h2', ':authority': 'site.test' });
       let headers: http2.IncomingHttpHeaders = {};
       st.on('response', (h) => {
         headers = h;
+      });
+      st.on('trailers', (tr) => {
+        trailers = tr;
       });
       const parts: Buffer[] = [];
       st.on('data', (c: Buffer) => parts.push(c));
@@ -155,6 +161,8 @@ pools:
   assert.equal(res.status, 200);
   assert.equal(res.body, 'h1:POST:/via-h2:from-h2');
   assert.equal(res.headers['x-saw-host'], 'site.test');
+  assert.equal(res.headers['x-saw-xff'], '127.0.0.1');
+  assert.equal(trailers['x-sum'], '42');
 });
 
 test('real gateway: HTTP health check takes a failing h1 server out and back', async (t) => {
