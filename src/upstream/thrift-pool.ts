@@ -87,7 +87,7 @@ export class BackendConn {
     this.group = group;
     this.socket = socket;
     const o = group.opts;
-    this.reader = new MessageReader(o.transport, o.protocol, o.maxMessage);
+    this.reader = new MessageReader(o.transport, o.protocol, o.maxMessage, false);
     this.calls = o.pipelining ? new Map() : undefined;
   }
 

@@ -80,6 +80,7 @@ export function detectProtocol(b0: number, b1: number): ThriftProtocol | undefin
  * Reads the message header at buf[off, end) into `out`. Returns the header length (> 0),
  * HDR_NEED_MORE when more bytes are needed, or a negative HDR_* error. Names longer than
  * `maxName` bytes are errors, so a partial header never waits for more than that.
+ * `decodeName` false leaves `name` empty (replies: nobody routes on them).
  */
 export function readMessageHeader(
   buf: Buffer,
@@ -88,6 +89,7 @@ export function readMessageHeader(
   protocol: ThriftProtocol,
   maxName: number,
   out: MessageHeader,
+  decodeName = true,
 ): number {
   if (protocol === 'binary') {
     if (end - off < 8) {
@@ -104,7 +106,7 @@ export function readMessageHeader(
     if (end < nameEnd + 4) return HDR_NEED_MORE;
     out.protocol = 'binary';
     out.type = type;
-    out.name = buf.toString('utf8', nameStart, nameEnd);
+    out.name = decodeName ? buf.toString('utf8', nameStart, nameEnd) : '';
     out.seqid = buf.readInt32BE(nameEnd);
     out.nameStart = nameStart;
     out.nameEnd = nameEnd;
@@ -134,7 +136,7 @@ export function readMessageHeader(
   if (end < nameEnd) return HDR_NEED_MORE;
   out.protocol = 'compact';
   out.type = type;
-  out.name = buf.toString('utf8', nameStart, nameEnd);
+  out.name = decodeName ? buf.toString('utf8', nameStart, nameEnd) : '';
   out.seqid = seqid;
   out.nameStart = nameStart;
   out.nameEnd = nameEnd;
@@ -188,6 +190,11 @@ export function rewriteSeqid(buf: Buffer, hdr: MessageHeader, seqid: number): bo
     return true;
   }
   return writeVarint32Fixed(buf, hdr.seqidOffset, seqid, hdr.seqidLength);
+}
+
+/** The name of a header read without decoding it (`buf` is what it was read from). */
+export function nameOf(buf: Buffer, hdr: MessageHeader): string {
+  return hdr.name !== '' ? hdr.name : buf.toString('utf8', hdr.nameStart, hdr.nameEnd);
 }
 
 /** Splits a TMultiplexedProtocol name "Service:method" at its first ':'. */

@@ -70,10 +70,14 @@ export class MessageReader {
   /** The error is a frame or message over the limit. */
   tooLarge = false;
 
-  constructor(transport: ThriftTransport, protocol: ThriftProtocol, limit: number) {
+  /** Method names are decoded into `header.name` (false: left empty, a string saved per message). */
+  private readonly names: boolean;
+
+  constructor(transport: ThriftTransport, protocol: ThriftProtocol, limit: number, names = true) {
     this.transport = transport;
     this.protocol = protocol;
     this.limit = limit;
+    this.names = names;
   }
 
   push(chunk: Buffer): void {
@@ -127,7 +131,7 @@ export class MessageReader {
       while (true) {
         const first = this.chunks[0];
         const end = first.length;
-        const r = readMessageHeader(first, this.off, end, this.protocol, MAX_NAME_BYTES, hdr);
+        const r = readMessageHeader(first, this.off, end, this.protocol, MAX_NAME_BYTES, hdr, this.names);
         if (r > 0) {
           this.startMessage(hdr, 0);
           this.scanChunk = 0;
@@ -176,6 +180,7 @@ export class MessageReader {
         protocol,
         Math.min(MAX_NAME_BYTES, frameLen),
         hdr,
+        this.names,
       );
       if (r > 0) break;
       if (r < 0) return this.fail(headerError(r));

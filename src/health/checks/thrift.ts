@@ -50,7 +50,7 @@ export function thriftCheck(member: Member, ctx: CheckContext): Promise<CheckOut
       return;
     }
     ctx.signal.addEventListener('abort', onAbort, { once: true });
-    const reader = new MessageReader(transport, protocol, MAX_REPLY);
+    const reader = new MessageReader(transport, protocol, MAX_REPLY, false);
     sock.on('error', (err: NodeJS.ErrnoException) =>
       finish({ ok: false, detail: `${err.code ?? err.message}` }),
     );

@@ -4,7 +4,7 @@ import type { Member, Pick, PoolLike } from '../../balancer/types.js';
 import { EXCEPTION, ONEWAY, TAppErr } from '../../codec/thrift/constants.js';
 import { writeApplicationException } from '../../codec/thrift/exception.js';
 import { convert, withHeader, wrap } from '../../codec/thrift/frame.js';
-import { rewriteSeqid, splitServiceName } from '../../codec/thrift/message.js';
+import { nameOf, rewriteSeqid } from '../../codec/thrift/message.js';
 import type { ThriftMessage } from '../../codec/thrift/reader.js';
 import { transcode } from '../../codec/thrift/transcode.js';
 import type { PoolConfig } from '../../config/runtime.js';
@@ -56,9 +56,10 @@ export class Call implements BackendCall, BackendWaiter {
     this.session = session;
     this.msg = msg;
     const h = msg.header;
-    const { service, method } = splitServiceName(h.name);
-    this.service = service;
-    this.method = method;
+    // TMultiplexedProtocol: "Service:method", split at the first ':'.
+    const i = h.name.indexOf(':');
+    this.service = i < 0 ? undefined : h.name.slice(0, i);
+    this.method = i < 0 ? h.name : h.name.slice(i + 1);
     this.seqid = h.seqid;
     this.oneway = h.type === ONEWAY;
     this.thriftType = this.oneway ? 'oneway' : 'reply';
@@ -67,12 +68,11 @@ export class Call implements BackendCall, BackendWaiter {
   begin(): void {
     const s = this.session;
     const snap = s.conn.listener.current;
-    const route = snap.router.route({
-      proto: 'thrift',
-      source: s.conn.clientIp,
-      method: this.method,
-      service: this.service,
-    });
+    const key = s.proxy.routeKey;
+    key.source = s.conn.clientIp;
+    key.method = this.method;
+    key.service = this.service;
+    const route = snap.router.route(key);
     this.route = route;
     if (route === undefined) {
       this.fail(TAppErr.UNKNOWN_METHOD, `no route for ${this.msg.header.name}`, 'no_route');
@@ -196,7 +196,13 @@ export class Call implements BackendCall, BackendWaiter {
     let parts: Buffer[];
     let size: number;
     if (h.protocol !== this.msg.header.protocol) {
-      const t = transcode(reply, this.msg.header.protocol, h.name, this.seqid, this.opts!.maxMessage);
+      const t = transcode(
+        reply,
+        this.msg.header.protocol,
+        nameOf(reply.parts[0], h),
+        this.seqid,
+        this.opts!.maxMessage,
+      );
       if (typeof t === 'string') {
         this.lease!.release({ ok: true, bytesIn: this.msg.size, bytesOut: reply.size });
         this.lease = undefined;
@@ -207,7 +213,8 @@ export class Call implements BackendCall, BackendWaiter {
       size = t.length;
     } else {
       if (rewriteSeqid(reply.parts[0], h, this.seqid)) parts = convert(reply, s.transport, this.msg.theader);
-      else parts = wrap(withHeader(reply, h.name, this.seqid), s.transport, this.msg.theader);
+      else
+        parts = wrap(withHeader(reply, nameOf(reply.parts[0], h), this.seqid), s.transport, this.msg.theader);
       size = reply.size - reply.prefix;
     }
     if (s.transport === 'framed') size += 4;

@@ -5,6 +5,7 @@
 import type { Member } from '../../balancer/types.js';
 import type { PoolConfig } from '../../config/runtime.js';
 import type { ClientConn, GatewayContext, ProtocolProxy } from '../../core/proxy.js';
+import type { RouteKey } from '../../core/types.js';
 import { type BackendOptions, ThriftBackends } from '../../upstream/thrift-pool.js';
 import { ClientSession } from './session.js';
 
@@ -20,6 +21,8 @@ export class ThriftProxy implements ProtocolProxy {
     hashKey: undefined,
     avoid: undefined,
   };
+  /** Reused for every route lookup: the router reads it synchronously. */
+  readonly routeKey: RouteKey = { proto: 'thrift', source: '', method: undefined, service: undefined };
   /** Backend options per pool config (built once per config load). */
   private readonly opts = new WeakMap<PoolConfig, BackendOptions>();
   private draining = false;
