@@ -369,11 +369,33 @@ describe('classify edge cases', () => {
     assert.equal(result.reason, 'match');
   });
 
-  test('a client that closes before a decision: tcp, reason closed, bytes kept', async (t) => {
+  test('a FIN before a decision: tcp (the client may still read), bytes kept', async (t) => {
     const srv = await sniffServer({ timeoutMs: 2000, maxBytes: 4096 });
     t.after(() => srv.close());
     const c = await send(srv.port, Buffer.from([0x00, 0x00]), false, true);
     t.after(() => c.destroy());
+    const { result } = await srv.next();
+    assert.equal(result.cls, 'tcp');
+    assert.equal(result.reason, 'unrecognised');
+    assert.deepEqual(result.head, Buffer.from([0, 0]));
+  });
+
+  test('a FIN after a stalled request line settles it as http1', async (t) => {
+    const srv = await sniffServer({ timeoutMs: 2000, maxBytes: 4096 });
+    t.after(() => srv.close());
+    const c = await send(srv.port, Buffer.from('GET /x'), false, true);
+    t.after(() => c.destroy());
+    const { result } = await srv.next();
+    assert.equal(result.cls, 'http1');
+    assert.equal(result.reason, 'match');
+  });
+
+  test('a client reset before a decision: tcp, reason closed', async (t) => {
+    const srv = await sniffServer({ timeoutMs: 2000, maxBytes: 4096 });
+    t.after(() => srv.close());
+    const c = await send(srv.port, Buffer.from([0x00, 0x00]), false, false);
+    await new Promise((r) => setTimeout(r, 50));
+    c.resetAndDestroy();
     const { result } = await srv.next();
     assert.equal(result.cls, 'tcp');
     assert.equal(result.reason, 'closed');

@@ -304,6 +304,31 @@ test('half-close: the client ends, the server still answers, then ends', async (
   assert.equal(r.bytes_out, 12);
 });
 
+test('a FIN during sniffing is forwarded after the head; the reply still arrives', async (t) => {
+  const b = await backend((s) => {
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    s.on('end', () => s.end(`[${Buffer.concat(got)}]`));
+  });
+  const h = await harness({ pools: oneServer(b.port), routes: tcpRoute, sniffMs: 5000 });
+  t.after(async () => {
+    await h.close();
+    await b.close();
+  });
+  // Download-only client: shuts its write side at once, then reads.
+  const c1 = await connect(h.port);
+  const r1 = readAll(c1);
+  c1.end();
+  assert.equal((await r1).toString(), '[]');
+  assert.equal((await h.nextRecord()).outcome, 'ok');
+  // Two bytes that could still become framed Thrift, then FIN: undecided, so tcp.
+  const c2 = await connect(h.port);
+  const r2 = readAll(c2);
+  c2.end(Buffer.from([0, 0]));
+  assert.deepEqual(await r2, Buffer.from([0x5b, 0, 0, 0x5d]));
+  assert.equal((await h.nextRecord()).bytes_in, 2);
+});
+
 test('a server that speaks first reaches a silent client after the sniff timeout', async (t) => {
   const b = await backend((s) => {
     s.write('220 ready\r\n');

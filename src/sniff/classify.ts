@@ -58,7 +58,8 @@ class Sniffer {
   /** `buf` is our own growable buffer (not the first chunk node handed us). */
   private joined = false;
   private readonly onData = (chunk: Buffer): void => this.data(chunk);
-  private readonly onEnd = (): void => this.finish('tcp', 'closed');
+  private readonly onEnd = (): void => this.fin();
+  private readonly onClose = (): void => this.finish('tcp', 'closed');
   private readonly onTimeout = (): void => this.timeout();
 
   constructor(
@@ -69,15 +70,19 @@ class Sniffer {
 
   start(): void {
     const s = this.socket;
-    if (s.destroyed || s.readableEnded) {
+    if (s.destroyed) {
       this.finish('tcp', 'closed');
+      return;
+    }
+    if (s.readableEnded) {
+      this.finish('tcp', 'unrecognised');
       return;
     }
     this.timer = setTimeout(this.onTimeout, this.opts.timeoutMs);
     s.on('data', this.onData);
     s.on('end', this.onEnd);
     // 'error' is followed by 'close'; a destroy() by someone else only gives 'close'.
-    s.on('close', this.onEnd);
+    s.on('close', this.onClose);
     s.on('error', noop);
     s.resume();
   }
@@ -143,6 +148,18 @@ class Sniffer {
     return undefined;
   }
 
+  /**
+   * The client half-closed (FIN) before a decision. It may still be reading (a client
+   * that sends a request, shuts down its write side and waits for the reply; or sends
+   * nothing at all and only reads), so this is not 'closed': what it sent is settled or
+   * is tcp, and the proxy finds `readableEnded` set and forwards the FIN after `head`.
+   */
+  private fin(): void {
+    if (this.done) return;
+    const settled = this.len === 0 ? undefined : this.settle(this.buf.subarray(0, this.len));
+    this.finish(settled ?? 'tcp', settled === undefined ? 'unrecognised' : 'match');
+  }
+
   private timeout(): void {
     this.timer = undefined;
     if (this.done) return;
@@ -164,7 +181,7 @@ class Sniffer {
     const s = this.socket;
     s.removeListener('data', this.onData);
     s.removeListener('end', this.onEnd);
-    s.removeListener('close', this.onEnd);
+    s.removeListener('close', this.onClose);
     s.removeListener('error', noop);
     s.pause();
     const head =

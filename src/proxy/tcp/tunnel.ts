@@ -72,6 +72,8 @@ export class Tunnel {
       this.end('client_reset');
       return;
     }
+    // A FIN seen while sniffing was consumed there: forward it after the head.
+    if (c.readableEnded) this.clientEnded = true;
     const snap = this.conn.listener.current;
     const sni = this.conn.sniff.tls?.sni ?? this.conn.tls?.sni;
     const route = snap.router.route({ proto: this.proto, source: this.conn.clientIp, sni });
