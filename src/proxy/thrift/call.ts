@@ -137,6 +137,16 @@ export class Call implements BackendCall, BackendWaiter {
       conn.group.release(conn);
       return;
     }
+    if (this.session.closed && !this.oneway) {
+      // Nobody would read the reply: the call is not sent (a oneway call still is).
+      conn.group.release(conn);
+      this.lease?.release({ ok: true });
+      this.lease = undefined;
+      this.outcome = 'client_reset';
+      this.detail = 'client closed before the call was sent';
+      this.finish();
+      return;
+    }
     this.send(conn);
   }
 
