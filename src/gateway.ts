@@ -6,7 +6,7 @@ import type { GatewayConfig, ListenerConfig, PoolConfig } from './config/runtime
 import { formatHostPort, unmapIPv4 } from './core/address.js';
 import { type Logger, logEvent } from './core/logger.js';
 import type { GatewayContext, ListenerSnapshot, ListenerState, ProtocolProxy } from './core/proxy.js';
-import type { AccessRecord, SniffClass } from './core/types.js';
+import type { AccessRecord, SniffClass, SniffResult, WorkProtocol } from './core/types.js';
 import { HealthScheduler } from './health/scheduler.js';
 import { TlsTerminator } from './listener/tls.js';
 import { PROXIES } from './proxy/registry.js';
@@ -265,19 +265,28 @@ export class Gateway {
             (tlsSocket, info) => {
               this.sockets.add(tlsSocket);
               tlsSocket.once('close', () => this.sockets.delete(tlsSocket));
+              const dispatch = (inner: SniffResult) => {
+                if (inner.reason === 'closed') return void tlsSocket.destroy();
+                // TLS inside TLS is not unwrapped again: it is tunnelled.
+                const cls = dispatchClass(inner.cls === 'tls' ? 'tcp' : inner.cls, snap);
+                this.proxies.get(cls)!.handle({
+                  socket: tlsSocket,
+                  sniff: cls === inner.cls ? inner : { ...inner, cls },
+                  listener: state,
+                  clientIp,
+                  clientAddr,
+                  tls: info,
+                });
+              };
+              // ALPN already names the protocol: no need to read (and later replay) any
+              // decrypted bytes, which node's HTTP/2 session cannot take from a TLSSocket.
+              const byAlpn = info.alpn === 'h2' ? 'h2' : info.alpn === 'http/1.1' ? 'http1' : undefined;
+              if (byAlpn) {
+                dispatch({ cls: byAlpn, head: EMPTY, reason: 'match' });
+                return;
+              }
               classify(tlsSocket, { timeoutMs: snap.timeouts.sniff, maxBytes: snap.limits.sniffBytes }).then(
-                (inner) => {
-                  if (inner.reason === 'closed') return void tlsSocket.destroy();
-                  const proxy = this.proxies.get(inner.cls === 'tls' ? 'tcp' : inner.cls)!;
-                  proxy.handle({
-                    socket: tlsSocket,
-                    sniff: inner,
-                    listener: state,
-                    clientIp,
-                    clientAddr,
-                    tls: info,
-                  });
-                },
+                dispatch,
                 () => tlsSocket.destroy(),
               );
             },
@@ -293,7 +302,9 @@ export class Gateway {
           );
           return;
         }
-        this.proxies.get(sniff.cls)!.handle({ socket, sniff, listener: state, clientIp, clientAddr });
+        const cls = dispatchClass(sniff.cls, snap);
+        const handed = cls === sniff.cls ? sniff : { ...sniff, cls };
+        this.proxies.get(cls)!.handle({ socket, sniff: handed, listener: state, clientIp, clientAddr });
       },
       (err: Error) => {
         this.logger.warn({ type: 'event', event: 'sniff_error', client: clientAddr, err: err.message });
@@ -328,8 +339,30 @@ export class Gateway {
   }
 }
 
+/** Work protocols a sniffed class can carry, to see whether any route wants them. */
+const CARRIES: Record<SniffClass, readonly WorkProtocol[]> = {
+  http1: ['http1'],
+  h2: ['h2', 'grpc'],
+  thrift: ['thrift'],
+  tls: ['tls'],
+  tcp: ['tcp'],
+};
+
+/**
+ * A class no route of this listener wants, on a listener with tcp routes, is tunnelled as
+ * TCP: a tcp-only listener passes HTTP, Thrift or TLS bytes through untouched, as an L4
+ * balancer would, while listeners with protocol routes still get protocol-level handling.
+ */
+function dispatchClass(cls: SniffClass, snap: ListenerSnapshot): SniffClass {
+  if (cls === 'tcp') return cls;
+  for (const p of CARRIES[cls]) if (snap.router.accepts(p)) return cls;
+  return snap.router.accepts('tcp') ? 'tcp' : cls;
+}
+
 function bindKey(host: string, port: number): string {
   return formatHostPort({ host, port });
 }
 
 function noop(): void {}
+
+const EMPTY = Buffer.alloc(0);

@@ -128,13 +128,11 @@ test('a killed backend goes down after fall checks and gets no tunnel; restarted
   const port = b.port;
   await closeBackend(b);
   await gw.waitFor((r) => r.event === 'server_state' && r.server === 'b' && r.to === 'down', 3000);
-  const acceptedBefore = a.accepted;
   for (let i = 0; i < 4; i++) {
     const { socket, name } = await tunnel(gw.port());
     assert.equal(name, 'a', 'a down server gets no new tunnel');
     socket.destroy();
   }
-  assert.equal(a.accepted - acceptedBefore, 4);
   b = await echoBackend('b', port);
   await gw.waitFor((r) => r.event === 'server_state' && r.server === 'b' && r.to === 'up', 3000);
   const seen = new Set<string>();

@@ -242,7 +242,8 @@ function matchConfig(raw: NonNullable<RawListener['routes'][number]['match']>): 
 }
 
 function sameBind(a: HostPort, b: HostPort): boolean {
-  if (a.port !== b.port) return false;
+  // Port 0 asks the kernel for a free port each time, so it never conflicts.
+  if (a.port !== b.port || a.port === 0) return false;
   // ":port" takes every interface, so it conflicts with any host on that port.
   return a.host === b.host || a.host === '' || b.host === '';
 }

@@ -19,8 +19,9 @@ export function createLogger(opts: {
     });
   }
   if (opts.destination) return pino(base, opts.destination);
-  // Async stdout: access logging must not block the event loop on a slow pipe.
-  return pino(base, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+  // Async stdout: under load SonicBoom batches writes while one is pending, so access
+  // logging never blocks the event loop on a slow pipe, yet single events show at once.
+  return pino(base, pino.destination({ dest: 1, sync: false }));
 }
 
 /** Event records share one shape: `{ type: "event", event, ...fields }`. */

@@ -24,7 +24,6 @@ export class TlsTerminator {
     onSecure: (s: tls.TLSSocket, info: { sni?: string; alpn?: string }) => void,
     onError: (message: string) => void,
   ): void {
-    // TLSSocket feeds bytes already buffered on the wrapped socket into the handshake.
     if (sniff.head.length) socket.unshift(sniff.head);
     const t = new tls.TLSSocket(socket, {
       isServer: true,
@@ -34,6 +33,10 @@ export class TlsTerminator {
     const timer = setTimeout(() => t.destroy(new Error('TLS handshake timeout')), HANDSHAKE_TIMEOUT_MS);
     t.once('secure', () => {
       clearTimeout(timer);
+      // tls.Server clears this flag on its own sockets; a hand-made server TLSSocket keeps
+      // it set, and node:http2 would then wait forever for a 'secureConnect' that servers
+      // never emit.
+      (t as { secureConnecting?: boolean }).secureConnecting = false;
       const alpn = typeof t.alpnProtocol === 'string' ? t.alpnProtocol : undefined;
       const sni =
         typeof (t as { servername?: unknown }).servername === 'string'
@@ -47,6 +50,8 @@ export class TlsTerminator {
       t.destroy();
       socket.destroy();
     });
-    socket.resume();
+    // No resume() here: TLSSocket drains the bytes buffered on `socket` into the TLS
+    // engine on its next tick and then reads the handle itself; a resume would emit them
+    // as plain 'data' first and the handshake would never see the ClientHello.
   }
 }
