@@ -4,6 +4,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { test } from 'node:test';
+import { h1Request, h2ResponseHeaders, h2ToH1Headers } from '../src/upstream/h1-bridge.js';
 import { get, startBackend, startHarness } from './http1-harness.js';
 
 async function h2Backend(): Promise<{
@@ -105,4 +106,54 @@ pools:
   const acc = gw.records;
   assert.ok(acc.length >= 3);
   assert.ok(acc.some((r) => r.pool === 'two' && r.status === 201 && r.outcome === 'ok'));
+});
+
+test('h1-bridge API: translated headers, pooled sockets, and refused input as an error event', async (t) => {
+  const be = await startBackend('b', (req, res, body) => {
+    res.setHeader('connection', 'keep-alive, x-hop');
+    res.setHeader('x-hop', '1');
+    res.end(`${req.method}:${req.url}:${req.headers.host}:${req.headers.cookie}:${body}`);
+  });
+  t.after(() => be.close());
+  const target = { host: '127.0.0.1', port: be.port };
+  const timeouts = { connect: 1000, serverIdle: 5000 };
+  const headers = h2ToH1Headers({
+    ':method': 'POST',
+    ':path': '/p?q',
+    ':authority': 'svc.test',
+    ':scheme': 'http',
+    // node types cookie as one string; HTTP/2 clients may send several fields
+    cookie: ['a=1', 'b=2'] as unknown as string,
+    'x-bad': 'a\u0001b',
+    te: 'trailers',
+  });
+  assert.equal(headers['x-bad'], undefined, 'a field node:http refuses is dropped');
+  assert.equal(headers.te, undefined);
+  const send = () =>
+    new Promise<{ status: number; body: string; h2: http2.OutgoingHttpHeaders }>((resolve, reject) => {
+      const creq = h1Request(target, timeouts, { method: 'POST', path: '/p?q', headers });
+      creq.on('response', (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, h2: h2ResponseHeaders(res) }));
+      });
+      creq.on('error', reject);
+      creq.end('body');
+    });
+  const r1 = await send();
+  assert.equal(r1.body, 'POST:/p?q:svc.test:a=1; b=2:body');
+  assert.equal(r1.h2[':status'], 200);
+  assert.equal(r1.h2.connection, undefined);
+  assert.equal(r1.h2['x-hop'], undefined, 'connection-listed field dropped');
+  await send();
+  assert.equal(be.sockets, 1, 'keep-alive socket reused');
+  // node refuses this path: an 'error' event, never a throw.
+  const err = await new Promise<Error>((resolve) => {
+    const creq = h1Request(target, timeouts, { method: 'GET', path: '/a b', headers: { host: 'x' } });
+    creq.on('error', resolve);
+    creq.end();
+  });
+  assert.ok(err instanceof Error);
 });

@@ -5,6 +5,7 @@
 // the HTTP/1 → HTTP/1 hot path, where the benchmark is.
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { IncomingHttpHeaders as H2IncomingHeaders } from 'node:http2';
+import { isFieldValue, isToken } from '../codec/http1/parser.js';
 import { HOP_BY_HOP } from '../proxy/http-common/headers.js';
 
 export interface H1BridgeTimeouts {
@@ -50,15 +51,25 @@ export function h1Request(
   timeouts: H1BridgeTimeouts,
   req: H1BridgeRequest,
 ): http.ClientRequest {
-  const creq = http.request({
-    host: target.host,
-    port: target.port,
-    method: req.method,
-    path: req.path,
-    headers: req.headers,
-    agent: agentFor(target, timeouts.serverIdle),
-    setHost: false,
-  });
+  const agent = agentFor(target, timeouts.serverIdle);
+  let creq: http.ClientRequest;
+  try {
+    creq = http.request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: req.path,
+      headers: req.headers,
+      agent,
+      setHost: false,
+    });
+  } catch (e) {
+    // node refuses the method, path or a header (ERR_INVALID_CHAR, ERR_UNESCAPED_CHARACTERS…):
+    // never throw into the caller; hand back a request that fails with that error instead.
+    const failed = http.request({ host: target.host, port: target.port, method: 'GET', path: '/', agent });
+    failed.destroy(e as Error);
+    return failed;
+  }
   creq.on('socket', (socket) => {
     if (!socket.connecting) return;
     const timer = setTimeout(() => {
@@ -82,8 +93,13 @@ export function h2ToH1Headers(h: H2IncomingHeaders): OutgoingHttpHeaders {
   for (const k of Object.keys(h)) {
     const v = h[k];
     if (v === undefined || k.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(k)) continue;
-    if (k === 'cookie' && Array.isArray(v)) out.cookie = v.join('; ');
-    else out[k] = v;
+    // HTTP/2 allows field bytes HTTP/1 (and node:http) refuse: such fields are dropped.
+    if (!isToken(k)) continue;
+    if (Array.isArray(v)) {
+      const ok = v.filter(isFieldValue);
+      if (ok.length === 0) continue;
+      out[k] = k === 'cookie' ? ok.join('; ') : ok;
+    } else if (isFieldValue(v)) out[k] = v;
   }
   const authority = h[':authority'];
   if (out.host === undefined && typeof authority === 'string') out.host = authority;

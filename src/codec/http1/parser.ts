@@ -25,6 +25,22 @@ for (const ch of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 
+/** True when `s` is a non-empty token (header name, method). */
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (TOKEN[s.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/** True when `s` may be sent as an HTTP/1 field value (no CR, LF, NUL or other CTL). */
+export function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || VALUE[c] !== 1) return false;
+  }
+  return true;
+}
+
 /** A head that cannot be accepted: the status to answer with (400, 431, 501) and why. */
 export class HeadError {
   constructor(
