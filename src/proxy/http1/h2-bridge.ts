@@ -108,7 +108,9 @@ function open(s: Session, us: UpstreamSession): void {
   const hasBody = s.requestHasBody;
   const st = us.request(h2RequestHeaders(s), !hasBody);
   if (st === undefined) {
-    s.h2Failed(502, 'server_reset', us.lastError, 'reset');
+    // A closed session is the server's doing; headers node refuses are the request's.
+    const closed = us.lastError === 'session closed';
+    s.h2Failed(502, closed ? 'server_reset' : 'bad_request', us.lastError, closed ? 'reset' : undefined);
     return;
   }
   let responded = false;

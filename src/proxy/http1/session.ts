@@ -1154,7 +1154,7 @@ export class Session implements H1UpstreamHandler {
     status: number,
     outcome: Outcome,
     detail: string,
-    failure: 'reset' | 'other' | 'timeout' | 'connect',
+    failure: 'reset' | 'other' | 'timeout' | 'connect' | undefined,
   ) {
     if (this.sstate === S_BODY) {
       this.abort(outcome, detail, failure === 'connect' ? 'other' : failure);
@@ -1166,7 +1166,11 @@ export class Session implements H1UpstreamHandler {
     this.pick = null;
     if (p !== null) {
       this.server = p.member.name;
-      p.release({ ok: false, failure, bytesIn: this.bytesIn, bytesOut: 0 });
+      p.release(
+        failure === undefined
+          ? { ok: false, bytesIn: this.bytesIn, bytesOut: 0 }
+          : { ok: false, failure, bytesIn: this.bytesIn, bytesOut: 0 },
+      );
     }
     this.errorReply(status, outcome, detail, !this.reqDone);
   }
