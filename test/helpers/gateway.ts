@@ -17,7 +17,10 @@ export interface TestGateway extends Running {
   /** Records of `type: access`. */
   access(): Record<string, unknown>[];
   /** Waits until a record matching `pred` appears (bounded). */
-  waitFor(pred: (r: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitFor(
+    pred: (r: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
 }
 
 export async function startGateway(yaml: string): Promise<TestGateway> {
