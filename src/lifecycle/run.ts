@@ -75,6 +75,14 @@ export async function runUntilSignal(file: string, opts: { pretty?: boolean }): 
   }
   const { logger } = running;
   logEvent(logger, 'started', { file, pid: process.pid });
+  const workers = running.gateway.currentConfig.global.workers;
+  if (workers !== 1) {
+    // Multi-process mode is not built yet (docs/configuration.md); say so rather than pretend.
+    logger.warn(
+      { type: 'event', event: 'workers_unsupported', workers },
+      'global.workers other than 1 is not supported yet; running one process',
+    );
+  }
   return new Promise<number>((resolve) => {
     const stop = () => {
       running.stop().then(() => {
