@@ -1,0 +1,483 @@
+// HPACK (RFC 7541): static + dynamic table, decoder with Huffman decoding, encoder with
+// dynamic-table indexing. Header octets are carried as latin1 strings, so values pass
+// through the proxy byte for byte and a string's length is its octet count.
+import { huffmanDecode, huffmanEncode, huffmanLength } from './huffman.js';
+
+export const STATIC_TABLE: readonly (readonly [string, string])[] = [
+  [':authority', ''],
+  [':method', 'GET'],
+  [':method', 'POST'],
+  [':path', '/'],
+  [':path', '/index.html'],
+  [':scheme', 'http'],
+  [':scheme', 'https'],
+  [':status', '200'],
+  [':status', '204'],
+  [':status', '206'],
+  [':status', '304'],
+  [':status', '400'],
+  [':status', '404'],
+  [':status', '500'],
+  ['accept-charset', ''],
+  ['accept-encoding', 'gzip, deflate'],
+  ['accept-language', ''],
+  ['accept-ranges', ''],
+  ['accept', ''],
+  ['access-control-allow-origin', ''],
+  ['age', ''],
+  ['allow', ''],
+  ['authorization', ''],
+  ['cache-control', ''],
+  ['content-disposition', ''],
+  ['content-encoding', ''],
+  ['content-language', ''],
+  ['content-length', ''],
+  ['content-location', ''],
+  ['content-range', ''],
+  ['content-type', ''],
+  ['cookie', ''],
+  ['date', ''],
+  ['etag', ''],
+  ['expect', ''],
+  ['expires', ''],
+  ['from', ''],
+  ['host', ''],
+  ['if-match', ''],
+  ['if-modified-since', ''],
+  ['if-none-match', ''],
+  ['if-range', ''],
+  ['if-unmodified-since', ''],
+  ['last-modified', ''],
+  ['link', ''],
+  ['location', ''],
+  ['max-forwards', ''],
+  ['proxy-authenticate', ''],
+  ['proxy-authorization', ''],
+  ['range', ''],
+  ['referer', ''],
+  ['refresh', ''],
+  ['retry-after', ''],
+  ['server', ''],
+  ['set-cookie', ''],
+  ['strict-transport-security', ''],
+  ['transfer-encoding', ''],
+  ['user-agent', ''],
+  ['vary', ''],
+  ['via', ''],
+  ['www-authenticate', ''],
+];
+const STATIC_LEN = STATIC_TABLE.length;
+const ENTRY_OVERHEAD = 32;
+
+/** Header table entries in insertion order, newest at the highest position (a ring). */
+class DynamicTable {
+  names: string[] = new Array(64);
+  values: string[] = new Array(64);
+  /** Position of the oldest entry and the count, in the ring. */
+  head = 0;
+  count = 0;
+  size = 0;
+  maxSize: number;
+
+  constructor(maxSize: number) {
+    this.maxSize = maxSize;
+  }
+
+  /** Entry by HPACK dynamic index (1 = newest); caller checks 1 <= i <= count. */
+  at(i: number): number {
+    return (this.head + this.count - i) & (this.names.length - 1);
+  }
+
+  add(name: string, value: string): void {
+    const sz = name.length + value.length + ENTRY_OVERHEAD;
+    this.evictTo(this.maxSize - sz);
+    if (sz > this.maxSize) return; // the table is emptied and the entry not added (§4.4)
+    if (this.count === this.names.length) this.grow();
+    const pos = (this.head + this.count) & (this.names.length - 1);
+    this.names[pos] = name;
+    this.values[pos] = value;
+    this.count++;
+    this.size += sz;
+  }
+
+  evictTo(limit: number): void {
+    const mask = this.names.length - 1;
+    while (this.size > limit && this.count > 0) {
+      const h = this.head;
+      this.size -= this.names[h].length + this.values[h].length + ENTRY_OVERHEAD;
+      this.onEvict(this.names[h], this.values[h], this.evicted++);
+      this.names[h] = '';
+      this.values[h] = '';
+      this.head = (h + 1) & mask;
+      this.count--;
+    }
+  }
+
+  /** Entries evicted so far: the absolute id of an entry is evicted-at-insert + position. */
+  evicted = 0;
+
+  onEvict(_name: string, _value: string, _id: number): void {}
+
+  setMax(n: number): void {
+    this.maxSize = n;
+    this.evictTo(n);
+  }
+
+  private grow(): void {
+    const n = this.names.length;
+    const names: string[] = new Array(n * 2);
+    const values: string[] = new Array(n * 2);
+    for (let i = 0; i < this.count; i++) {
+      const p = (this.head + i) & (n - 1);
+      names[i] = this.names[p];
+      values[i] = this.values[p];
+    }
+    this.names = names;
+    this.values = values;
+    this.head = 0;
+  }
+}
+
+export const HpackError = {
+  OK: 0,
+  /** Malformed block: a connection error of type COMPRESSION_ERROR (RFC 9113 §4.3). */
+  COMPRESSION: 1,
+} as const;
+
+/**
+ * One connection direction's decoder. `decode` fills `names`/`values` (reused arrays) and
+ * sets `oversize` when the header list passes `maxListSize` or `maxFields`: the block is
+ * still decoded to the end so the dynamic table stays in step with the peer, but fields
+ * past the bound are not kept.
+ */
+export class HpackDecoder {
+  readonly table: DynamicTable;
+  /** The largest table size our SETTINGS allow the peer to use. */
+  maxTableSize: number;
+  maxListSize: number;
+  maxFields: number;
+  names: string[] = [];
+  values: string[] = [];
+  count = 0;
+  listSize = 0;
+  oversize = false;
+  /** Names of fields sent as never-indexed (§7.1.3: re-encode them the same way). */
+  neverIndexed: string[] | undefined;
+
+  constructor(maxListSize = 65_536, maxFields = 256, maxTableSize = 4096) {
+    this.table = new DynamicTable(maxTableSize);
+    this.maxTableSize = maxTableSize;
+    this.maxListSize = maxListSize;
+    this.maxFields = maxFields;
+  }
+
+  /** Decodes one complete header block; returns HpackError.OK or COMPRESSION. */
+  decode(buf: Uint8Array, start: number, end: number): number {
+    this.count = 0;
+    this.listSize = 0;
+    this.oversize = false;
+    this.neverIndexed = undefined;
+    let p = start;
+    let sawField = false;
+    const t = this.table;
+    while (p < end) {
+      const b = buf[p];
+      if (b & 0x80) {
+        // Indexed field (§6.1).
+        const idx = this.readInt(buf, p, end, 7);
+        if (idx < 0) return HpackError.COMPRESSION;
+        p = this.pos;
+        if (idx === 0) return HpackError.COMPRESSION;
+        if (idx <= STATIC_LEN) {
+          const e = STATIC_TABLE[idx - 1];
+          this.push(e[0], e[1]);
+        } else {
+          const d = idx - STATIC_LEN;
+          if (d > t.count) return HpackError.COMPRESSION;
+          const at = t.at(d);
+          this.push(t.names[at], t.values[at]);
+        }
+        sawField = true;
+        continue;
+      }
+      if ((b & 0xe0) === 0x20) {
+        // Dynamic table size update (§6.3): only before the first field.
+        if (sawField) return HpackError.COMPRESSION;
+        const n = this.readInt(buf, p, end, 5);
+        if (n < 0 || n > this.maxTableSize) return HpackError.COMPRESSION;
+        p = this.pos;
+        t.setMax(n);
+        continue;
+      }
+      // Literal: with incremental indexing (01), without (0000), never indexed (0001).
+      const incremental = (b & 0xc0) === 0x40;
+      const prefix = incremental ? 6 : 4;
+      const never = !incremental && (b & 0x10) !== 0;
+      const idx = this.readInt(buf, p, end, prefix);
+      if (idx < 0) return HpackError.COMPRESSION;
+      p = this.pos;
+      let name: string | undefined;
+      if (idx === 0) {
+        name = this.readString(buf, p, end);
+        if (name === undefined) return HpackError.COMPRESSION;
+        p = this.pos;
+      } else if (idx <= STATIC_LEN) {
+        name = STATIC_TABLE[idx - 1][0];
+      } else {
+        const d = idx - STATIC_LEN;
+        if (d > t.count) return HpackError.COMPRESSION;
+        name = t.names[t.at(d)];
+      }
+      const value = this.readString(buf, p, end);
+      if (value === undefined) return HpackError.COMPRESSION;
+      p = this.pos;
+      if (incremental) t.add(name, value);
+      if (never) {
+        if (this.neverIndexed === undefined) this.neverIndexed = [];
+        this.neverIndexed.push(name);
+      }
+      this.push(name, value);
+      sawField = true;
+    }
+    return HpackError.OK;
+  }
+
+  private push(name: string, value: string): void {
+    this.listSize += name.length + value.length + ENTRY_OVERHEAD;
+    if (this.listSize > this.maxListSize || this.count >= this.maxFields) {
+      this.oversize = true;
+      return;
+    }
+    this.names[this.count] = name;
+    this.values[this.count] = value;
+    this.count++;
+  }
+
+  private pos = 0;
+
+  /** Integer with an N-bit prefix (§5.1); -1 when truncated or too large. Sets this.pos. */
+  private readInt(buf: Uint8Array, p: number, end: number, bits: number): number {
+    const max = (1 << bits) - 1;
+    let v = buf[p++] & max;
+    if (v < max) {
+      this.pos = p;
+      return v;
+    }
+    let m = 0;
+    for (;;) {
+      if (p >= end || m > 21) return -1; // beyond 2^28: no sane header needs that
+      const c = buf[p++];
+      v += (c & 0x7f) * 2 ** m;
+      m += 7;
+      if ((c & 0x80) === 0) break;
+    }
+    this.pos = p;
+    return v;
+  }
+
+  /** String literal (§5.2); undefined when truncated or a bad Huffman code. Sets this.pos. */
+  private readString(buf: Uint8Array, p: number, end: number): string | undefined {
+    if (p >= end) return undefined;
+    const huff = (buf[p] & 0x80) !== 0;
+    const len = this.readInt(buf, p, end, 7);
+    if (len < 0) return undefined;
+    const s = this.pos;
+    const e = s + len;
+    if (e > end) return undefined;
+    this.pos = e;
+    if (huff) return huffmanDecode(buf, s, e);
+    return (buf as Buffer).toString('latin1', s, e);
+  }
+}
+
+/** Fields never added to a table: credentials (§7.1.3) and values that change per request. */
+const NEVER_INDEX = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+const NO_INDEX = new Set(['grpc-timeout', 'content-length', 'date', 'etag', 'last-modified', 'age']);
+const MAX_INDEXED_ENTRY = 512;
+
+const STATIC_PAIRS = new Map<string, Map<string, number>>();
+const STATIC_NAMES = new Map<string, number>();
+for (let i = STATIC_LEN - 1; i >= 0; i--) {
+  const [n, v] = STATIC_TABLE[i];
+  STATIC_NAMES.set(n, i + 1);
+  let m = STATIC_PAIRS.get(n);
+  if (m === undefined) {
+    m = new Map();
+    STATIC_PAIRS.set(n, m);
+  }
+  if (v !== '') m.set(v, i + 1);
+}
+
+export type HeaderValue = string | string[] | number | undefined;
+export type HeaderObjectLike = Readonly<Record<string, HeaderValue>>;
+
+/**
+ * One connection direction's encoder. Fields are looked up in the static table and in our
+ * dynamic table (name → value → absolute id, no string building per lookup); repeated
+ * fields become one-byte indexes. Literals are Huffman-coded when that is shorter.
+ */
+export class HpackEncoder {
+  private readonly table: EncoderTable;
+  /** Table size to announce at the start of the next block (after the peer lowered it). */
+  private pendingSizeUpdate = -1;
+  buf: Buffer;
+  len = 0;
+
+  constructor(tableSize = 4096) {
+    this.table = new EncoderTable(tableSize);
+    this.buf = Buffer.allocUnsafe(4096);
+  }
+
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE changed: use at most 4096 either way. */
+  setPeerTableSize(n: number): void {
+    const size = Math.min(n, 4096);
+    if (size === this.table.maxSize) return;
+    this.table.setMax(size);
+    this.pendingSizeUpdate = size;
+  }
+
+  /**
+   * Encodes `h` into `this.buf[0, this.len)`: pseudo-headers first, array values as
+   * repeated fields, undefined skipped. `never` names are sent never-indexed.
+   */
+  encode(h: HeaderObjectLike, never?: readonly string[]): number {
+    this.len = 0;
+    if (this.pendingSizeUpdate >= 0) {
+      this.ensure(8);
+      this.len = writeInt(this.buf, this.len, this.pendingSizeUpdate, 5, 0x20);
+      this.pendingSizeUpdate = -1;
+    }
+    for (const name in h) {
+      if (name.charCodeAt(0) !== 58) continue;
+      this.field(name, h[name], never);
+    }
+    for (const name in h) {
+      if (name.charCodeAt(0) === 58) continue;
+      this.field(name, h[name], never);
+    }
+    return this.len;
+  }
+
+  /** Encodes a list of (name, value) pairs in order (tests, raw forwarding). */
+  encodePairs(pairs: readonly (readonly [string, string])[]): number {
+    this.len = 0;
+    for (const [n, v] of pairs) this.one(n, v, false);
+    return this.len;
+  }
+
+  private field(name: string, v: HeaderValue, never: readonly string[] | undefined): void {
+    if (v === undefined) return;
+    const sensitive = never?.includes(name) === true;
+    if (typeof v === 'string') this.one(name, v, sensitive);
+    else if (typeof v === 'number') this.one(name, String(v), sensitive);
+    else for (let i = 0; i < v.length; i++) this.one(name, v[i], sensitive);
+  }
+
+  private one(name: string, value: string, sensitive: boolean): void {
+    this.ensure(name.length + value.length + 16);
+    const never = sensitive || NEVER_INDEX.has(name);
+    if (!never) {
+      const sp = STATIC_PAIRS.get(name)?.get(value);
+      if (sp !== undefined) {
+        this.len = writeInt(this.buf, this.len, sp, 7, 0x80);
+        return;
+      }
+      const dyn = this.table.find(name, value);
+      if (dyn > 0) {
+        this.len = writeInt(this.buf, this.len, STATIC_LEN + dyn, 7, 0x80);
+        return;
+      }
+    }
+    let nameIdx = STATIC_NAMES.get(name) ?? 0;
+    if (nameIdx === 0 && !never) {
+      const dn = this.table.findName(name);
+      if (dn > 0) nameIdx = STATIC_LEN + dn;
+    }
+    const index =
+      !never && !NO_INDEX.has(name) && name.length + value.length + ENTRY_OVERHEAD <= MAX_INDEXED_ENTRY;
+    if (index) this.len = writeInt(this.buf, this.len, nameIdx, 6, 0x40);
+    else this.len = writeInt(this.buf, this.len, nameIdx, 4, never ? 0x10 : 0x00);
+    if (nameIdx === 0) this.len = writeString(this.buf, this.len, name);
+    this.len = writeString(this.buf, this.len, value);
+    if (index) this.table.add(name, value);
+  }
+
+  private ensure(n: number): void {
+    if (this.len + n * 2 + 16 <= this.buf.length) return;
+    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n * 2 + 64));
+    this.buf.copy(b, 0, 0, this.len);
+    this.buf = b;
+  }
+}
+
+/** The encoder's dynamic table with a lookup index kept in step with evictions. */
+class EncoderTable extends DynamicTable {
+  /** name → value → absolute id of the newest entry with that pair. */
+  private readonly byPair = new Map<string, Map<string, number>>();
+  private readonly byName = new Map<string, number>();
+
+  override add(name: string, value: string): void {
+    super.add(name, value);
+    if (name.length + value.length + ENTRY_OVERHEAD > this.maxSize) return;
+    const id = this.evicted + this.count; // absolute id (1-based) of the newest entry
+    let m = this.byPair.get(name);
+    if (m === undefined) {
+      m = new Map();
+      this.byPair.set(name, m);
+    }
+    m.set(value, id);
+    this.byName.set(name, id);
+  }
+
+  override onEvict(name: string, value: string, index0: number): void {
+    const id = index0 + 1;
+    const m = this.byPair.get(name);
+    if (m !== undefined && m.get(value) === id) {
+      m.delete(value);
+      if (m.size === 0) this.byPair.delete(name);
+    }
+    if (this.byName.get(name) === id) this.byName.delete(name);
+  }
+
+  /** HPACK dynamic index (1 = newest) of the pair, or 0. */
+  find(name: string, value: string): number {
+    const id = this.byPair.get(name)?.get(value);
+    if (id === undefined) return 0;
+    return this.evicted + this.count - id + 1;
+  }
+
+  findName(name: string): number {
+    const id = this.byName.get(name);
+    if (id === undefined) return 0;
+    return this.evicted + this.count - id + 1;
+  }
+}
+
+function writeInt(buf: Buffer, off: number, v: number, bits: number, flags: number): number {
+  const max = (1 << bits) - 1;
+  if (v < max) {
+    buf[off++] = flags | v;
+    return off;
+  }
+  buf[off++] = flags | max;
+  v -= max;
+  while (v >= 128) {
+    buf[off++] = (v & 0x7f) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  buf[off++] = v;
+  return off;
+}
+
+function writeString(buf: Buffer, off: number, s: string): number {
+  // Short strings (and values already compact, like base64) rarely gain: skip the count.
+  if (s.length >= 8) {
+    const hl = huffmanLength(s);
+    if (hl < s.length) {
+      off = writeInt(buf, off, hl, 7, 0x80);
+      return huffmanEncode(s, buf, off);
+    }
+  }
+  off = writeInt(buf, off, s.length, 7, 0);
+  return off + buf.write(s, off, s.length, 'latin1');
+}
