@@ -79,6 +79,8 @@ export class BackendConn {
   /** Next seqid per compact varint length (index 1-5); index 0 is the binary counter. */
   private readonly nextSeq = [1, 0, 0x80, 0x4000, 0x200000, 0x10000000];
   connected = false;
+  /** Corked by `ThriftBackends.cork` until `uncorkAll`. */
+  corked = false;
   /** No new calls: closed, half-closed by the server, or retiring. */
   unusable = false;
   closed = false;
@@ -136,6 +138,7 @@ export class BackendConn {
       } else this.calls.set(seqid, call);
     }
     const s = this.socket;
+    if (this.group.owner.corking && !this.corked) this.group.owner.cork(this);
     const n = parts.length;
     if (n === 1) {
       s.write(parts[0], written);
@@ -168,9 +171,21 @@ export class BackendConn {
   }
 
   onData(chunk: Buffer): void {
+    this.reader.push(chunk);
+    this.readReplies();
+    const owner = this.group.owner;
+    if (owner.replyBatch) {
+      owner.replyBatch = false;
+      owner.afterReplies();
+    }
+  }
+
+  private readReplies(): void {
     const reader = this.reader;
-    reader.push(chunk);
+    const owner = this.group.owner;
     for (let msg = reader.next(); msg !== undefined; msg = reader.next()) {
+      // More replies in this read: the proxy may batch the client writes they cause.
+      if (reader.buffered > 0) owner.replyBatch = true;
       const h = msg.header;
       if (h.type !== REPLY && h.type !== EXCEPTION) {
         this.fail('protocol', `server sent a ${MESSAGE_TYPE_NAMES[h.type]} message, not a reply`);
@@ -228,7 +243,7 @@ export class BackendConn {
 export class ConnGroup {
   readonly target: ThriftTarget;
   readonly opts: BackendOptions;
-  private readonly owner: ThriftBackends;
+  readonly owner: ThriftBackends;
   /** Idle connections, newest last. */
   private readonly idle: BackendConn[] = [];
   /** Pipelining: connections that can take more calls. */
@@ -371,6 +386,31 @@ export class ConnGroup {
 export class ThriftBackends {
   private readonly groups = new WeakMap<ThriftTarget, ConnGroup[]>();
   readonly conns = new Set<BackendConn>();
+  /**
+   * Write batching (one writev instead of a write per call). While `corking` is set (the
+   * proxy is dispatching several calls read at once) backend sockets written to are corked
+   * until `uncorkAll`. While `replyBatch` is set (a backend read held several replies) the
+   * proxy may cork its client sockets; `afterReplies` runs once that read is processed.
+   */
+  corking = false;
+  private readonly corkedConns: BackendConn[] = [];
+  replyBatch = false;
+  afterReplies: () => void = () => {};
+
+  cork(conn: BackendConn): void {
+    conn.corked = true;
+    conn.socket.cork();
+    this.corkedConns.push(conn);
+  }
+
+  uncorkAll(): void {
+    const list = this.corkedConns;
+    for (let i = 0; i < list.length; i++) {
+      list[i].corked = false;
+      list[i].socket.uncork();
+    }
+    list.length = 0;
+  }
 
   group(target: ThriftTarget, opts: BackendOptions): ConnGroup {
     let list = this.groups.get(target);

@@ -28,8 +28,22 @@ export class ThriftProxy implements ProtocolProxy {
   private draining = false;
   private drained: (() => void) | undefined;
 
+  /** Client sessions corked while one backend read's replies are written. */
+  readonly batchedSessions: ClientSession[] = [];
+
   constructor(ctx: GatewayContext) {
     this.ctx = ctx;
+    this.backends.afterReplies = () => this.flushBatched();
+  }
+
+  private flushBatched(): void {
+    const list = this.batchedSessions;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i];
+      s.batched = false;
+      if (!s.closed) s.socket.uncork();
+    }
+    list.length = 0;
   }
 
   get activeConnections(): number {

@@ -25,6 +25,8 @@ export class ClientSession {
   private paused = true;
   private pumping = false;
   private ending = false;
+  /** Corked for a batch of replies (ThriftProxy.flushBatched uncorks). */
+  batched = false;
 
   constructor(proxy: ThriftProxy, conn: ClientConn) {
     this.proxy = proxy;
@@ -69,11 +71,18 @@ export class ClientSession {
     this.pumping = true;
     const max = this.conn.listener.current.limits.pipelined;
     const reader = this.reader;
+    const backends = this.proxy.backends;
     while (this.outstanding < max && !this.ending) {
       const msg = reader.next();
       if (msg === undefined) break;
+      // Several calls in this read: batch what goes to each backend connection.
+      if (reader.buffered > 0) backends.corking = true;
       this.dispatch(msg);
       if (this.closed) break;
+    }
+    if (backends.corking) {
+      backends.corking = false;
+      backends.uncorkAll();
     }
     this.pumping = false;
     if (this.closed) return;
@@ -106,6 +115,13 @@ export class ClientSession {
   replyReady(): void {
     const q = this.queue;
     let wrote = false;
+    let corked = false;
+    if (!this.batched && this.proxy.backends.replyBatch && !this.closed) {
+      // More replies from the same backend read follow: one write for all of them.
+      this.batched = true;
+      this.socket.cork();
+      this.proxy.batchedSessions.push(this);
+    }
     while (this.head < q.length) {
       const call = q[this.head]!;
       const parts = call.reply;
@@ -115,8 +131,13 @@ export class ClientSession {
       this.outstanding--;
       if (!this.closed) {
         // Several buffers (a transport prefix, a batch of replies) go out in one writev.
-        if (!wrote && (parts.length > 1 || (this.head < q.length && q[this.head]!.reply !== undefined))) {
+        if (
+          !wrote &&
+          !this.batched &&
+          (parts.length > 1 || (this.head < q.length && q[this.head]!.reply !== undefined))
+        ) {
           this.socket.cork();
+          corked = true;
         }
         wrote = true;
         for (let i = 0; i < parts.length; i++) this.socket.write(parts[i]);
@@ -129,7 +150,7 @@ export class ClientSession {
       q.splice(0, this.head);
       this.head = 0;
     }
-    if (wrote && this.socket.writableCorked) this.socket.uncork();
+    if (corked) this.socket.uncork();
     if (!this.pumping) this.pump();
   }
 
