@@ -452,3 +452,40 @@ test('transcode refuses malformed and oversized input', () => {
   rr.push(big);
   assert.match(transcode(rr.next()!, 'binary', 'mirror', 1, 64) as string, /over the 64-byte limit/);
 });
+
+test('seeded mutation fuzz: reader, scanner and transcoder never throw on bad bytes', () => {
+  let seed = 0x5eed;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const samples: [Transport, Protocol, Buffer][] = [];
+  for (const transport of TRANSPORTS) {
+    for (const protocol of PROTOCOLS)
+      samples.push([transport, protocol, mirrorCall(transport, protocol, 3, 1)]);
+  }
+  let messages = 0;
+  let errors = 0;
+  for (let i = 0; i < 1500; i++) {
+    const [transport, protocol, base] = samples[i % samples.length];
+    const b = Buffer.from(base);
+    // Flip a few bytes, keep the first two (so the protocol is still recognised) most of the time.
+    const flips = 1 + rand(4);
+    for (let f = 0; f < flips; f++) b[(transport === 'framed' ? 6 : 2) + rand(b.length - 6)] = rand(256);
+    const cut = rand(4) === 0 ? rand(b.length) : b.length;
+    const reader = new MessageReader(transport, protocol, 4096);
+    for (let off = 0, len = 1; off < cut; off += len) {
+      len = 1 + rand(64);
+      reader.push(b.subarray(off, Math.min(cut, off + len)));
+      for (let m = reader.next(); m; m = reader.next()) {
+        messages++;
+        const out = transcode(m, protocol === 'binary' ? 'compact' : 'binary', 'x', 1, 1 << 16);
+        if (typeof out === 'string') errors++;
+      }
+      if (reader.error !== undefined) break;
+    }
+    if (reader.error !== undefined) errors++;
+  }
+  // Both outcomes happen; nothing threw.
+  assert.ok(messages > 100 && errors > 100, `${messages} messages, ${errors} errors`);
+});
