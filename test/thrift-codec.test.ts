@@ -456,8 +456,8 @@ test('transcode refuses malformed and oversized input', () => {
 test('seeded mutation fuzz: reader, scanner and transcoder never throw on bad bytes', () => {
   let seed = 0x5eed;
   const rand = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
   };
   const samples: [Transport, Protocol, Buffer][] = [];
   for (const transport of TRANSPORTS) {
