@@ -370,3 +370,30 @@ test('graceful drain: in-flight calls finish, connections close between calls', 
   await stopping;
   assert.ok(stopped);
 });
+
+test('bad input closes only that connection, with a log', async (t) => {
+  const calc = await servers(t, 'x', 1, 'framed', 'binary');
+  const gw = await gateway(t, config(pool('calc', calc, '    health: { type: none }\n')));
+  const good = await RawClient.connect(gw.port(), 'framed');
+  const bad = await RawClient.connect(gw.port(), 'framed');
+  const liar = await RawClient.connect(gw.port(), 'framed');
+  t.after(() => {
+    good.close();
+    bad.close();
+    liar.close();
+  });
+  // A valid call, then a ThriftMux-like frame (version 0x7f00).
+  bad.send(encodeMessage('framed', 'binary', 'add', 1, 1, i32Fields([1, 1], [2, 2])));
+  assert.equal(decodeReply('binary', await bad.next()).success, 3);
+  bad.send(Buffer.from('0000000c7f0000010000000378797a00', 'hex'));
+  await bad.waitClosed();
+  const log = await gw.waitFor((r) => r.event === 'thrift_protocol_error');
+  assert.match(String(log.detail), /not a strict binary or compact Thrift message/);
+  // A client that sends a REPLY instead of a call.
+  liar.send(encodeMessage('framed', 'binary', 'add', 2, 1, i32Fields([0, 3])));
+  await liar.waitClosed();
+  // Everyone else is unaffected.
+  good.send(encodeMessage('framed', 'binary', 'add', 1, 8, i32Fields([1, 20], [2, 22])));
+  const r = decodeReply('binary', await good.next());
+  assert.deepEqual([r.seqid, r.success], [8, 42]);
+});
