@@ -397,3 +397,27 @@ test('bad input closes only that connection, with a log', async (t) => {
   const r = decodeReply('binary', await good.next());
   assert.deepEqual([r.seqid, r.success], [8, 42]);
 });
+
+test('reload: open connections and calls in flight survive; the next call follows the new routes', async (t) => {
+  const a = await servers(t, 'a', 1, 'framed', 'binary');
+  const b = await servers(t, 'b', 1, 'unframed', 'compact');
+  const gw = await gateway(t, config(pool('calc', a, '    health: { type: none }\n')));
+  if (gw.reload === undefined) {
+    t.skip('reload needs the real gateway');
+    return;
+  }
+  const c = await connectClient({ port: gw.port(), transport: 'framed', protocol: 'binary' });
+  t.after(() => c.close());
+  assert.equal(await call<string>((cb) => c.calc.whoami(cb)), 'a1');
+  const inflight = call<string>((cb) => c.calc.slow(200, cb));
+  await new Promise((r) => setTimeout(r, 50));
+  const r = await gw.reload(
+    config(
+      pool('calc', b, '    thrift: { transport: unframed, protocol: compact }\n    health: { type: none }\n'),
+    ),
+  );
+  assert.equal(r.ok, true);
+  assert.equal(await inflight, 'a1:200', 'the call in flight finished on the old pool');
+  assert.equal(await call<string>((cb) => c.calc.whoami(cb)), 'b1', 'same connection, new pool and protocol');
+  assert.deepEqual(c.errors, []);
+});
