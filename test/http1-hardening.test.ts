@@ -361,3 +361,21 @@ ${poolYaml('raw', [(raw.address() as net.AddressInfo).port], '    retries: { att
   assert.equal(ok.body, 'good:GET:/good');
   assert.ok(h.records.length > 50);
 });
+
+test('a request body that stops arriving gets 408 and does not count against the server', async (t) => {
+  const { be, h } = await setup(
+    t,
+    '    timeouts: { client_idle: 300ms }\n',
+    '    outlier: { consecutive_failures: 1, eject: 30s }\n',
+  );
+  const out = await rawExchange(
+    h.port,
+    'POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part',
+    3000,
+  );
+  assert.match(out, /^HTTP\/1\.1 408 /);
+  const member = h.pools.get('b')!.members[0];
+  assert.equal(member.state, 'up', 'not ejected');
+  assert.equal(member.active, 0);
+  assert.equal(be.seen.length, 0, 'the backend never got a complete request');
+});

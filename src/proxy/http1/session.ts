@@ -1091,8 +1091,9 @@ export class Session implements H1UpstreamHandler {
         return; // bounded by the connect timeout
       case S_HEAD:
         if (this.rstate === R_BODY) {
+          // The client stopped sending its body: not the server's failure.
           if (now - this.lastActive > t.clientIdle)
-            this.upstreamFailed(408, 'timeout', 'request body idle', 'timeout');
+            this.errorReply(408, 'timeout', 'request body idle', true);
         } else if (now - this.sentAt > t.request && now - this.lastActive > t.request) {
           this.upstreamFailed(504, 'timeout', 'no response', 'timeout');
         }
@@ -1100,7 +1101,8 @@ export class Session implements H1UpstreamHandler {
       case S_BODY: {
         const idle = this.poolCfg?.timeouts.serverIdle ?? t.serverIdle;
         if (now - this.lastActive > Math.max(idle, t.request)) {
-          this.abort('timeout', 'response stalled', 'timeout');
+          // Stalled on a client that does not read is not the server's failure.
+          this.abort('timeout', 'response stalled', this.downBlocked ? undefined : 'timeout');
           this.socket.destroy();
         }
         return;
