@@ -23,8 +23,20 @@ import { connectWithRetry } from '../../upstream/connector.js';
 const TUNNEL = Symbol('switchyard.tunnel');
 type TunnelSocket = net.Socket & { [TUNNEL]?: Tunnel };
 
-/** Backend reads land here; every chunk is copied out before anything else can read. */
-const READ_BUF = Buffer.allocUnsafe(64 * 1024);
+/**
+ * Backend reads of quiet tunnels land here, shared by all of them; each chunk is copied
+ * out at once, so no write ever references it and the next read (of any tunnel) is free to
+ * overwrite it.
+ */
+const SHARED_BUF = Buffer.allocUnsafe(64 * 1024);
+/**
+ * A read that fills the shared buffer means a bulk transfer: the tunnel then reads into a
+ * buffer of its own and writes views of it, with no copy and no allocation per chunk,
+ * stopping reads while a write of it is pending. Bigger reads mean fewer syscalls.
+ */
+const BULK_BUF = 256 * 1024;
+/** A read this small in bulk mode means the burst is over: back to the shared buffer. */
+const BULK_EXIT = 16 * 1024;
 
 export interface TunnelOwner {
   readonly ctx: GatewayContext;
@@ -50,6 +62,10 @@ export class Tunnel {
   private finished = false;
   /** Backend reads stopped because the client's write buffer is full. */
   private upPaused = false;
+  /** Bulk mode: this tunnel's own read buffer (null while quiet). */
+  private own: Buffer | null = null;
+  private bulk = false;
+  private readonly ownWritten = (): void => this.clientDrain();
   /** Client reads stopped because the backend's write buffer is full. */
   private clientPaused = false;
 
@@ -88,9 +104,12 @@ export class Tunnel {
     }
     const pc = route.poolConfig;
     const hashKey = pc.hash?.kind === 'source' ? this.conn.clientIp : undefined;
-    // The onread callback is the one per-tunnel closure: node calls it without a receiver
-    // it documents.
-    const onread = { buffer: READ_BUF, callback: (n: number, buf: Uint8Array) => this.upRead(n, buf) };
+    // Per-tunnel closures (node documents no receiver for these): the buffer for the next
+    // read, asked after every read, and the read callback.
+    const onread = {
+      buffer: () => this.nextBuf(),
+      callback: (n: number, buf: Uint8Array) => this.upRead(n, buf as Buffer),
+    };
     connectWithRetry(route.pool, { hashKey }, pc.retries.attempts, pc.timeouts.connect, {
       onread,
       allowHalfOpen: true,
@@ -135,16 +154,37 @@ export class Tunnel {
     c.resume();
   }
 
-  /** Backend bytes → client. Returning false stops backend reads until the client drains. */
-  private upRead(n: number, buf: Uint8Array): boolean {
+  /** Backend bytes → client. Returning false stops backend reads (node calls readStop). */
+  private upRead(n: number, buf: Buffer): boolean {
     this.gotUpstreamData = true;
     const c = this.client;
     if (c.destroyed) return false;
-    const chunk = Buffer.allocUnsafe(n);
-    chunk.set(n === buf.length ? buf : buf.subarray(0, n));
-    if (c.write(chunk)) return true;
+    if (buf === SHARED_BUF) {
+      const chunk = Buffer.allocUnsafe(n);
+      buf.copy(chunk, 0, 0, n);
+      if (n === buf.length) this.bulk = true;
+      if (c.write(chunk)) return true;
+      this.upPaused = true;
+      return false;
+    }
+    // Our own buffer: the write may keep referencing it, so no read may land in it until
+    // that write is done (`ownWritten`, or 'drain', resumes).
+    c.write(n === buf.length ? buf : buf.subarray(0, n), this.ownWritten);
+    if (n < BULK_EXIT) this.bulk = false;
+    if (c.writableLength === 0) return true;
     this.upPaused = true;
     return false;
+  }
+
+  /** Where the next backend read goes; node asks right after each read. */
+  private nextBuf(): Buffer {
+    if (!this.bulk) {
+      // Dropping our buffer here is safe: a pending write holds its own reference.
+      this.own = null;
+      return SHARED_BUF;
+    }
+    if (this.own === null) this.own = Buffer.allocUnsafe(BULK_BUF);
+    return this.own;
   }
 
   clientData(chunk: Buffer): void {
@@ -165,7 +205,7 @@ export class Tunnel {
   }
 
   clientDrain(): void {
-    if (this.upPaused) {
+    if (this.upPaused && this.client.writableLength === 0) {
       this.upPaused = false;
       this.upstream!.resume();
     }
