@@ -171,21 +171,9 @@ export class BackendConn {
   }
 
   onData(chunk: Buffer): void {
-    this.reader.push(chunk);
-    this.readReplies();
-    const owner = this.group.owner;
-    if (owner.replyBatch) {
-      owner.replyBatch = false;
-      owner.afterReplies();
-    }
-  }
-
-  private readReplies(): void {
     const reader = this.reader;
-    const owner = this.group.owner;
+    reader.push(chunk);
     for (let msg = reader.next(); msg !== undefined; msg = reader.next()) {
-      // More replies in this read: the proxy may batch the client writes they cause.
-      if (reader.buffered > 0) owner.replyBatch = true;
       const h = msg.header;
       if (h.type !== REPLY && h.type !== EXCEPTION) {
         this.fail('protocol', `server sent a ${MESSAGE_TYPE_NAMES[h.type]} message, not a reply`);
@@ -387,15 +375,12 @@ export class ThriftBackends {
   private readonly groups = new WeakMap<ThriftTarget, ConnGroup[]>();
   readonly conns = new Set<BackendConn>();
   /**
-   * Write batching (one writev instead of a write per call). While `corking` is set (the
+   * Write batching (one writev instead of a write per call): while `corking` is set (the
    * proxy is dispatching several calls read at once) backend sockets written to are corked
-   * until `uncorkAll`. While `replyBatch` is set (a backend read held several replies) the
-   * proxy may cork its client sockets; `afterReplies` runs once that read is processed.
+   * until `uncorkAll`.
    */
   corking = false;
   private readonly corkedConns: BackendConn[] = [];
-  replyBatch = false;
-  afterReplies: () => void = () => {};
 
   cork(conn: BackendConn): void {
     conn.corked = true;

@@ -28,22 +28,25 @@ export class ThriftProxy implements ProtocolProxy {
   private draining = false;
   private drained: (() => void) | undefined;
 
-  /** Client sessions corked while one backend read's replies are written. */
-  readonly batchedSessions: ClientSession[] = [];
-
-  constructor(ctx: GatewayContext) {
-    this.ctx = ctx;
-    this.backends.afterReplies = () => this.flushBatched();
-  }
-
-  private flushBatched(): void {
-    const list = this.batchedSessions;
+  /** Client sessions corked to gather replies until the flush at the end of this loop turn. */
+  private readonly batched: ClientSession[] = [];
+  private readonly flushBatched = (): void => {
+    const list = this.batched;
     for (let i = 0; i < list.length; i++) {
       const s = list[i];
       s.batched = false;
       if (!s.closed) s.socket.uncork();
     }
     list.length = 0;
+  };
+
+  constructor(ctx: GatewayContext) {
+    this.ctx = ctx;
+  }
+
+  /** Uncorks `s` in the check phase of this event-loop turn (one setImmediate for all). */
+  batch(s: ClientSession): void {
+    if (this.batched.push(s) === 1) setImmediate(this.flushBatched);
   }
 
   get activeConnections(): number {

@@ -116,11 +116,12 @@ export class ClientSession {
     const q = this.queue;
     let wrote = false;
     let corked = false;
-    if (!this.batched && this.proxy.backends.replyBatch && !this.closed) {
-      // More replies from the same backend read follow: one write for all of them.
+    if (!this.batched && this.outstanding > 1 && !this.closed) {
+      // More replies are owed (a pipelining client): gather what this turn of the event
+      // loop produces into one write, flushed right after the I/O callbacks run.
       this.batched = true;
       this.socket.cork();
-      this.proxy.batchedSessions.push(this);
+      this.proxy.batch(this);
     }
     while (this.head < q.length) {
       const call = q[this.head]!;
