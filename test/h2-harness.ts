@@ -16,9 +16,17 @@ import type { ClientConn, GatewayContext, ListenerState, ProtocolProxy } from '.
 import type { AccessRecord } from '../src/core/types.js';
 import '../src/health/checks/index.js';
 import { HealthScheduler } from '../src/health/scheduler.js';
+import { createH2FrameProxy } from '../src/proxy/h2frame/index.js';
 import { createHttp2Proxy } from '../src/proxy/http2/index.js';
 import { compileRouter } from '../src/router/compile.js';
 import { H2SessionPool } from '../src/upstream/h2-pool.js';
+import { FramePool } from '../src/upstream/h2frame-pool.js';
+
+/**
+ * Which HTTP/2 proxy these tests drive: `SWITCHYARD_H2_PROXY=frame` (src/proxy/h2frame) or
+ * `node` (src/proxy/http2, node:http2). The default follows src/proxy/registry.ts.
+ */
+export const H2_PROXY_IMPL: 'frame' | 'node' = process.env.SWITCHYARD_H2_PROXY === 'frame' ? 'frame' : 'node';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const PROTOS = path.join(here, '..', 'protos');
@@ -177,7 +185,7 @@ export interface Harness {
   records: AccessRecord[];
   logs: Record<string, unknown>[];
   pools: Map<string, Pool>;
-  upstream: H2SessionPool;
+  upstream: { sessionCount(target?: { host: string; port: number }): number; close(force?: boolean): void };
   proxy: ProtocolProxy;
   stop(): Promise<void>;
 }
@@ -233,8 +241,17 @@ export async function startHarness(yaml: string, opts: { health?: boolean } = {}
     },
     draining: false,
   };
-  const upstream = new H2SessionPool({ pingInterval: 1000, pingTimeout: 1000 });
-  const proxy = createHttp2Proxy(ctx, { upstream });
+  let upstream: Harness['upstream'];
+  let proxy: ProtocolProxy;
+  if (H2_PROXY_IMPL === 'frame') {
+    const fp = new FramePool({ pingInterval: 1000, pingTimeout: 1000 });
+    upstream = fp;
+    proxy = createH2FrameProxy(ctx, { upstream: fp });
+  } else {
+    const np = new H2SessionPool({ pingInterval: 1000, pingTimeout: 1000 });
+    upstream = np;
+    proxy = createHttp2Proxy(ctx, { upstream: np });
+  }
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     sockets.add(socket);
