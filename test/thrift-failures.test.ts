@@ -421,3 +421,31 @@ test('reload: open connections and calls in flight survive; the next call follow
   assert.equal(await call<string>((cb) => c.calc.whoami(cb)), 'b1', 'same connection, new pool and protocol');
   assert.deepEqual(c.errors, []);
 });
+
+test('idle timeouts: client_idle closes an idle client connection, server_idle an idle backend one', async (t) => {
+  const calc = await servers(t, 'i', 1, 'framed', 'binary');
+  const gw = await gateway(
+    t,
+    config(
+      pool('calc', calc, '    health: { type: none }\n    timeouts: { server_idle: 300ms }\n'),
+      '    timeouts: { client_idle: 300ms }\n',
+    ),
+  );
+  const c = await RawClient.connect(gw.port(), 'framed');
+  t.after(() => c.close());
+  // Busy for longer than client_idle: calls keep the connection open.
+  for (let i = 0; i < 4; i++) {
+    c.send(encodeMessage('framed', 'binary', 'add', 1, i, i32Fields([1, i], [2, 1])));
+    assert.equal(decodeReply('binary', await c.next()).success, i + 1);
+    await new Promise((r) => setTimeout(r, 120));
+  }
+  // A call longer than client_idle is not cut either.
+  c.send(encodeMessage('framed', 'binary', 'slow', 1, 9, i32Fields([1, 450])));
+  assert.equal(decodeReply('binary', await c.next()).success, 'i1:450');
+  assert.equal(calc[0].open, 1);
+  // Then idle: both connections are closed (within timeout + one 500 ms sweep).
+  await c.waitClosed(2000);
+  const until = Date.now() + 2000;
+  while (calc[0].open > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(calc[0].open, 0, 'the idle backend connection was closed');
+});

@@ -79,6 +79,9 @@ export class BackendConn {
   /** Next seqid per compact varint length (index 1-5); index 0 is the binary counter. */
   private readonly nextSeq = [1, 0, 0x80, 0x4000, 0x200000, 0x10000000];
   connected = false;
+  /** I/O since the last idle sweep; `idleSince` when a sweep found none. */
+  active = true;
+  idleSince = 0;
   /** Corked by `ThriftBackends.cork` until `uncorkAll`. */
   corked = false;
   /** No new calls: closed, half-closed by the server, or retiring. */
@@ -137,6 +140,7 @@ export class BackendConn {
         this.currentSeq = seqid;
       } else this.calls.set(seqid, call);
     }
+    this.active = true;
     const s = this.socket;
     if (this.group.owner.corking && !this.corked) this.group.owner.cork(this);
     const n = parts.length;
@@ -171,6 +175,7 @@ export class BackendConn {
   }
 
   onData(chunk: Buffer): void {
+    this.active = true;
     const reader = this.reader;
     reader.push(chunk);
     for (let msg = reader.next(); msg !== undefined; msg = reader.next()) {
@@ -307,16 +312,11 @@ export class ConnGroup {
       // The server will not answer anything more on this connection.
       conn.unusable = true;
     });
-    socket.on('timeout', () => {
-      // Idle (or only waiting for replies nobody wants) for serverIdle: close.
-      if (conn.inflight === conn.abandoned) conn.destroy();
-    });
     socket.once('connect', () => {
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
       this.connecting--;
       conn.connected = true;
-      socket.setTimeout(o.idleTimeout);
       socket.on('data', (d: Buffer) => conn.onData(d));
       if (o.pipelining) this.open.add(conn);
       this.release(conn);
@@ -415,6 +415,21 @@ export class ThriftBackends {
     const g = new ConnGroup(this, target, opts);
     list.push(g);
     return g;
+  }
+
+  /**
+   * Idle sweep (the proxy runs it): a connection with nothing in flight but replies nobody
+   * waits for, and no I/O for its pool's `server_idle`, is closed.
+   */
+  sweep(now: number): void {
+    for (const c of this.conns) {
+      if (c.active) {
+        c.active = false;
+        c.idleSince = now;
+      } else if (c.connected && c.inflight === c.abandoned && now - c.idleSince >= c.group.opts.idleTimeout) {
+        c.destroy();
+      }
+    }
   }
 
   /** Closes every connection (after a drain). */

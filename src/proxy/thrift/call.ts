@@ -18,11 +18,12 @@ import type {
   BackendWaiter,
   ConnGroup,
 } from '../../upstream/thrift-pool.js';
+import type { DeadlineList, Timed } from './deadlines.js';
 import type { ClientSession } from './session.js';
 
 type Lease = Extract<Pick, { ok: true }>;
 
-export class Call implements BackendCall, BackendWaiter {
+export class Call implements BackendCall, BackendWaiter, Timed {
   readonly session: ClientSession;
   readonly msg: ThriftMessage;
   readonly service: string | undefined;
@@ -41,7 +42,11 @@ export class Call implements BackendCall, BackendWaiter {
   waitingOn: ConnGroup | undefined;
   backend: BackendConn | undefined;
   backendSeqid = 0;
-  timer: NodeJS.Timeout | undefined;
+  // Request timeout (deadlines.ts).
+  deadline = 0;
+  tPrev: Timed | undefined;
+  tNext: Timed | undefined;
+  tList: DeadlineList | undefined;
   avoid: Member[] | undefined;
   retries = 0;
   /** The reply in the client's transport, once known. */
@@ -93,8 +98,9 @@ export class Call implements BackendCall, BackendWaiter {
     }
     this.pool = route.pool;
     this.pc = pc;
-    this.opts = s.proxy.backendOptions(pc, snap.limits.thriftFrame);
-    this.timer = setTimeout(onCallTimeout, pc.timeouts.request, this);
+    const state = s.proxy.poolState(pc, snap.limits.thriftFrame);
+    this.opts = state.opts;
+    state.deadlines.add(this, this.start);
     this.pick();
   }
 
@@ -254,7 +260,6 @@ export class Call implements BackendCall, BackendWaiter {
   }
 
   onTimeout(): void {
-    this.timer = undefined;
     if (this.finished) return;
     if (this.waitingOn !== undefined) {
       this.waitingOn.cancel(this);
@@ -307,10 +312,7 @@ export class Call implements BackendCall, BackendWaiter {
   finish(): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
+    this.tList?.remove(this);
     const s = this.session;
     if (s.closed && this.outcome === 'ok' && !this.oneway) this.outcome = 'client_reset';
     s.proxy.ctx.finish({
@@ -333,10 +335,6 @@ export class Call implements BackendCall, BackendWaiter {
     });
     if (this.oneway) s.onewayDone();
   }
-}
-
-function onCallTimeout(call: Call): void {
-  call.onTimeout();
 }
 
 function onOnewayWritten(this: Call, err?: Error | null): void {

@@ -2,12 +2,21 @@
 // (docs/thrift.md). Sessions split client bytes into calls (session.ts); each call is
 // routed, picked and sent on its own (call.ts) over the shared backend connections of
 // upstream/thrift-pool.ts.
+import { performance } from 'node:perf_hooks';
 import type { Member } from '../../balancer/types.js';
 import type { PoolConfig } from '../../config/runtime.js';
 import type { ClientConn, GatewayContext, ProtocolProxy } from '../../core/proxy.js';
 import type { RouteKey } from '../../core/types.js';
 import { type BackendOptions, ThriftBackends } from '../../upstream/thrift-pool.js';
+import { DeadlineList } from './deadlines.js';
 import { ClientSession } from './session.js';
+
+const SWEEP_MS = 500;
+
+interface PoolState {
+  opts: BackendOptions;
+  deadlines: DeadlineList;
+}
 
 export class ThriftProxy implements ProtocolProxy {
   readonly ctx: GatewayContext;
@@ -23,8 +32,11 @@ export class ThriftProxy implements ProtocolProxy {
   };
   /** Reused for every route lookup: the router reads it synchronously. */
   readonly routeKey: RouteKey = { proto: 'thrift', source: '', method: undefined, service: undefined };
-  /** Backend options per pool config (built once per config load). */
-  private readonly opts = new WeakMap<PoolConfig, BackendOptions>();
+  /** Per pool config (built once per config load): backend options, request deadlines. */
+  private readonly pools = new WeakMap<PoolConfig, PoolState>();
+  /** Request-timeout lists by duration, shared across pools and reloads. */
+  private readonly deadlines = new Map<number, DeadlineList>();
+  private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
   private drained: (() => void) | undefined;
 
@@ -54,26 +66,54 @@ export class ThriftProxy implements ProtocolProxy {
   }
 
   handle(conn: ClientConn): void {
+    this.startSweeper();
     const s = new ClientSession(this, conn);
     if (s.closed) return;
     this.sessions.add(s);
     if (this.draining) s.drain();
   }
 
-  backendOptions(pc: PoolConfig, maxMessage: number): BackendOptions {
-    let o = this.opts.get(pc);
-    if (o === undefined || o.maxMessage !== maxMessage) {
-      o = {
-        transport: pc.thrift.transport,
-        protocol: pc.thrift.protocol,
-        pipelining: pc.thrift.pipelining,
-        connectTimeout: pc.timeouts.connect,
-        idleTimeout: pc.timeouts.serverIdle,
-        maxMessage,
+  poolState(pc: PoolConfig, maxMessage: number): PoolState {
+    let st = this.pools.get(pc);
+    if (st === undefined || st.opts.maxMessage !== maxMessage) {
+      const ms = pc.timeouts.request;
+      let deadlines = this.deadlines.get(ms);
+      if (deadlines === undefined) {
+        deadlines = new DeadlineList(ms);
+        this.deadlines.set(ms, deadlines);
+      }
+      st = {
+        opts: {
+          transport: pc.thrift.transport,
+          protocol: pc.thrift.protocol,
+          pipelining: pc.thrift.pipelining,
+          connectTimeout: pc.timeouts.connect,
+          idleTimeout: pc.timeouts.serverIdle,
+          maxMessage,
+        },
+        deadlines,
       };
-      this.opts.set(pc, o);
+      this.pools.set(pc, st);
     }
-    return o;
+    return st;
+  }
+
+  /**
+   * Idle timeouts without a timer refresh per read and write: every SWEEP_MS, a session or
+   * backend connection that saw no I/O since the last sweep starts (or goes on) being
+   * idle; idle past its timeout, it is closed. Closes come between timeout and timeout +
+   * SWEEP_MS, never early.
+   */
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    for (const s of this.sessions) s.sweep(now);
+    this.backends.sweep(now);
+  };
+
+  private startSweeper(): void {
+    if (this.sweeper !== undefined) return;
+    this.sweeper = setInterval(this.sweep, SWEEP_MS);
+    this.sweeper.unref();
   }
 
   sessionClosed(s: ClientSession): void {
@@ -91,6 +131,8 @@ export class ThriftProxy implements ProtocolProxy {
         this.drained = undefined;
         for (const s of [...this.sessions]) s.socket.destroy();
         this.backends.closeAll();
+        if (this.sweeper !== undefined) clearInterval(this.sweeper);
+        this.sweeper = undefined;
         resolve();
       };
       if (this.sessions.size === 0) {

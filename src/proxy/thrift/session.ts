@@ -25,6 +25,9 @@ export class ClientSession {
   private paused = true;
   private pumping = false;
   private ending = false;
+  /** I/O since the last idle sweep; `idleSince` when the sweep found none. */
+  private active = true;
+  private idleSince = 0;
   /** Corked for a batch of replies (ThriftProxy.flushBatched uncorks). */
   batched = false;
 
@@ -48,6 +51,7 @@ export class ClientSession {
     socket.setNoDelay(true);
     socket.on('error', noop);
     socket.on('data', (chunk: Buffer) => {
+      this.active = true;
       this.reader.push(chunk);
       this.pump();
     });
@@ -57,10 +61,6 @@ export class ClientSession {
     });
     socket.on('close', () => this.onClose());
     socket.on('drain', () => this.pump());
-    socket.on('timeout', () => {
-      if (this.outstanding === 0) this.close('idle');
-    });
-    socket.setTimeout(conn.listener.current.timeouts.clientIdle);
     if (head.length > 0) this.reader.push(head);
     this.pump();
   }
@@ -131,6 +131,7 @@ export class ClientSession {
       this.head++;
       this.outstanding--;
       if (!this.closed) {
+        this.active = true;
         // Several buffers (a transport prefix, a batch of replies) go out in one writev.
         if (
           !wrote &&
@@ -158,6 +159,18 @@ export class ClientSession {
   onewayDone(): void {
     this.outstanding--;
     if (!this.pumping) this.pump();
+  }
+
+  /** Idle sweep (ThriftProxy): `timeouts.client_idle` without I/O and nothing owed closes. */
+  sweep(now: number): void {
+    if (this.active) {
+      this.active = false;
+      this.idleSince = now;
+      return;
+    }
+    if (this.outstanding === 0 && now - this.idleSince >= this.conn.listener.current.timeouts.clientIdle) {
+      this.close('idle');
+    }
   }
 
   /** Graceful stop: close between calls. */
