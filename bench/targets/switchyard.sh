@@ -14,7 +14,9 @@
 # Env: SWITCHYARD_CMD (default "node <repo>/dist/src/cli.js"; the repo is built
 # with `npm run build` when dist/src/cli.js is missing, or always with
 # SWITCHYARD_BUILD=1), SWITCHYARD_EXTRA_GLOBAL (extra YAML lines under global:,
-# e.g. "  limits: { pipelined: 64 }").
+# e.g. "  limits: { pipelined: 64 }"). Other SWITCHYARD_* variables reach the
+# gateway through the environment (e.g. SWITCHYARD_H2_PROXY=node) and are shown
+# in the table's notes.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -86,6 +88,18 @@ CFG
   IFS=, read -ra backends <<<"$BENCH_BACKENDS"
   for b in "${backends[@]}"; do echo "      - { address: \"$b\" }"; done
 } >"$cfg"
+
+# Anything that changes what is measured goes into the table's notes.
+notes=()
+while IFS= read -r kv; do
+  case ${kv%%=*} in
+    SWITCHYARD_CMD | SWITCHYARD_BUILD | SWITCHYARD_SNIFF | SWITCHYARD_EXTRA_GLOBAL) ;;
+    *) notes+=("env $kv") ;; # e.g. SWITCHYARD_H2_PROXY=node, read by the gateway itself
+  esac
+done < <(env | grep '^SWITCHYARD_' | sort)
+[[ -n ${SWITCHYARD_SNIFF:-} ]] && notes+=("sniff $SWITCHYARD_SNIFF")
+[[ -n ${SWITCHYARD_EXTRA_GLOBAL:-} ]] && notes+=("global: $(echo "$SWITCHYARD_EXTRA_GLOBAL" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')")
+if ((${#notes[@]})); then (IFS=';'; echo "${notes[*]}" | sed 's/;/; /g') >"$BENCH_WORKDIR/note"; fi
 
 # shellcheck disable=SC2086
 spawn_bg "$BENCH_WORKDIR/pids" "$BENCH_WORKDIR/proxy.log" $SWITCHYARD_CMD -c "$cfg"
