@@ -11,10 +11,12 @@
 # The listener keeps the default sniffer (every protocol on one port), as a
 # user of the product would run it; SWITCHYARD_SNIFF="tcp" (a space- or
 # comma-separated list of sniff classes) restricts it.
-# Env: SWITCHYARD_CMD (default "node <repo>/dist/src/cli.js"; the repo is built
-# with `npm run build` when dist/src/cli.js is missing, or always with
-# SWITCHYARD_BUILD=1), SWITCHYARD_EXTRA_GLOBAL (extra YAML lines under global:,
-# e.g. "  limits: { pipelined: 64 }"). Other SWITCHYARD_* variables reach the
+# Env: SWITCHYARD_CMD (default: node on a copy of <repo>/dist taken at the
+# first start of a run, so that every round runs the same build; the repo is
+# built with `npm run build` first when dist/src/cli.js is missing, or with
+# SWITCHYARD_BUILD=1; SWITCHYARD_SNAPSHOT=0 runs <repo>/dist in place),
+# SWITCHYARD_EXTRA_GLOBAL (extra YAML lines under global:, e.g.
+# "  limits: { pipelined: 64 }"). Other SWITCHYARD_* variables reach the
 # gateway through the environment (e.g. SWITCHYARD_H2_PROXY=node) and are shown
 # in the table's notes.
 set -euo pipefail
@@ -29,15 +31,40 @@ esac
 
 repo=$(cd "$BENCH_DIR/.." && pwd)
 if [[ -z ${SWITCHYARD_CMD:-} ]]; then
-  if [[ ! -f $repo/dist/src/cli.js || ${SWITCHYARD_BUILD:-} == 1 ]]; then
-    log "switchyard: building (npm run build in $repo)"
-    # tsc still emits when some file has a type error; what matters is the CLI
-    (cd "$repo" && npm run build) || log "switchyard: npm run build exited non-zero"
-    [[ -f $repo/dist/src/cli.js ]] || die "switchyard: $repo/dist/src/cli.js missing after npm run build"
+  # One build per benchmark run: `npm test` rebuilds dist/ in the working tree
+  # at any time, so the first start of a run copies dist/ (with package.json and
+  # protos/, which the gateway reads beside it) into the results directory and
+  # every round runs that copy. SWITCHYARD_SNAPSHOT=0 runs dist/ in place.
+  run_dir=$(cd "$BENCH_WORKDIR/../../.." && pwd)
+  snap=$run_dir/switchyard-build
+  if [[ ${SWITCHYARD_SNAPSHOT:-1} == 0 || ! -f $snap/dist/src/cli.js ]]; then
+    if [[ ! -f $repo/dist/src/cli.js || ${SWITCHYARD_BUILD:-} == 1 ]]; then
+      log "switchyard: building (npm run build in $repo)"
+      # tsc still emits when some file has a type error; what matters is the CLI
+      (cd "$repo" && npm run build) || log "switchyard: npm run build exited non-zero"
+      [[ -f $repo/dist/src/cli.js ]] || die "switchyard: $repo/dist/src/cli.js missing after npm run build"
+    fi
   fi
-  SWITCHYARD_CMD="node $repo/dist/src/cli.js"
+  if [[ ${SWITCHYARD_SNAPSHOT:-1} == 0 ]]; then
+    SWITCHYARD_CMD="node $repo/dist/src/cli.js"
+    log "switchyard: repo HEAD $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'); dist/src/cli.js built $(date -r "$repo/dist/src/cli.js" '+%F %T')"
+  else
+    if [[ ! -f $snap/dist/src/cli.js ]]; then
+      rm -rf "$snap.tmp"
+      mkdir -p "$snap.tmp"
+      cp -r "$repo/dist" "$repo/package.json" "$snap.tmp/"
+      [[ -d $repo/protos ]] && cp -r "$repo/protos" "$snap.tmp/"
+      ln -s "$repo/node_modules" "$snap.tmp/node_modules"
+      echo "repo HEAD $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'); dist/src/cli.js built $(date -r "$repo/dist/src/cli.js" '+%F %T'); copied $(date '+%F %T')" >"$snap.tmp/ORIGIN"
+      # a copy taken while tsc was writing would not load: check before using it
+      node "$snap.tmp/dist/src/cli.js" --version >/dev/null 2>&1 || die "switchyard: the copy of dist/ does not run (node dist/src/cli.js --version failed); rebuild and retry"
+      mv "$snap.tmp" "$snap"
+    fi
+    SWITCHYARD_CMD="node $snap/dist/src/cli.js"
+    log "switchyard: build copy in $snap: $(cat "$snap/ORIGIN")"
+  fi
 fi
-log "switchyard: $SWITCHYARD_CMD; repo HEAD $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'); dist/src/cli.js built $(date -r "$repo/dist/src/cli.js" '+%F %T' 2>/dev/null || echo '?')"
+log "switchyard: $SWITCHYARD_CMD"
 
 case $BENCH_FRONT in
   http1) pool_proto=h1 route="{ protocol: http }" ;;
@@ -93,7 +120,7 @@ CFG
 notes=()
 while IFS= read -r kv; do
   case ${kv%%=*} in
-    SWITCHYARD_CMD | SWITCHYARD_BUILD | SWITCHYARD_SNIFF | SWITCHYARD_EXTRA_GLOBAL) ;;
+    SWITCHYARD_CMD | SWITCHYARD_BUILD | SWITCHYARD_SNAPSHOT | SWITCHYARD_SNIFF | SWITCHYARD_EXTRA_GLOBAL) ;;
     *) notes+=("env $kv") ;; # e.g. SWITCHYARD_H2_PROXY=node, read by the gateway itself
   esac
 done < <(env | grep '^SWITCHYARD_' | sort)
