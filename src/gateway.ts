@@ -188,9 +188,12 @@ export class Gateway {
     l: ListenerConfig,
     pools: ReadonlyMap<string, { pool: Pool; config: PoolConfig }>,
   ): ListenerSnapshot {
+    const router = compileRouter(l.routes, pools);
+    const others: WorkProtocol[] = ['http1', 'h2', 'grpc', 'thrift', 'tls'];
     return {
       config: l,
-      router: compileRouter(l.routes, pools),
+      router,
+      tcpOnly: l.protocols.includes('tcp') && !others.some((p) => router.accepts(p)),
       timeouts: l.timeouts,
       limits: l.limits,
       pools,
@@ -239,6 +242,11 @@ export class Gateway {
     });
     const clientIp = unmapIPv4(socket.remoteAddress);
     const clientAddr = `${clientIp}:${socket.remotePort}`;
+    if (snap.tcpOnly) {
+      // Nothing to tell apart: no sniff delay, not even for server-speaks-first protocols.
+      this.proxies.get('tcp')!.handle({ socket, sniff: UNSNIFFED, listener: state, clientIp, clientAddr });
+      return;
+    }
     classify(socket, { timeoutMs: snap.timeouts.sniff, maxBytes: snap.limits.sniffBytes }).then(
       (sniff) => {
         if (sniff.reason === 'closed' || socket.destroyed) {
@@ -366,3 +374,4 @@ function bindKey(host: string, port: number): string {
 function noop(): void {}
 
 const EMPTY = Buffer.alloc(0);
+const UNSNIFFED: SniffResult = Object.freeze({ cls: 'tcp', head: EMPTY, reason: 'unrecognised' });

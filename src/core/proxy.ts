@@ -24,6 +24,8 @@ export interface ListenerSnapshot {
   readonly limits: Limits;
   /** Pools of this snapshot by name, with their configs. */
   readonly pools: ReadonlyMap<string, { pool: PoolLike; config: PoolConfig }>;
+  /** No route wants anything but raw TCP: connections skip sniffing and tunnel at once. */
+  readonly tcpOnly?: boolean;
 }
 
 /** A classified client connection handed to a protocol proxy. */
