@@ -17,7 +17,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   h2Streams: 256,
   h2ResetsPerSecond: 200,
   thriftFrame: 16 * 1024 * 1024,
-  pipelined: 32,
+  pipelined: 128,
   retryBuffer: 64 * 1024,
   queue: 1024,
 };
