@@ -109,7 +109,7 @@ pools:
 CFG
   if [[ $pool_proto == thrift ]]; then
     # what the servers speak (backends/thrift-echo.js); the client speaks the same
-    echo "    thrift: { transport: framed, protocol: binary }"
+    echo "    thrift: { transport: framed, protocol: binary, pipelining: true }"
   fi
   echo "    servers:"
   IFS=, read -ra backends <<<"$BENCH_BACKENDS"
