@@ -239,3 +239,47 @@ test('silent clients fall back to tcp after the sniff timeout (server-speaks-fir
   assert.equal(name, 'banner', 'the banner arrives although the client never spoke first');
   socket.destroy();
 });
+
+test('listener maxconn refuses connections over the cap and counts them; below it none is refused', async (t) => {
+  const a = await echoBackend('a');
+  const gw = await startGateway(
+    config([a]).replace('    bind: ["127.0.0.1:0"]', '    bind: ["127.0.0.1:0"]\n    maxconn: 3'),
+  );
+  t.after(async () => {
+    await gw.stop();
+    await closeBackend(a);
+  });
+  const open = [];
+  for (let i = 0; i < 3; i++) open.push(await tunnel(gw.port()));
+  await assert.rejects(tunnel(gw.port()), 'the fourth connection is refused');
+  const state = gw.gateway.view().listeners[0];
+  assert.equal(state.connections.active, 3);
+  assert.ok(state.connections.refused >= 1);
+  open.pop()!.socket.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+  const again = await tunnel(gw.port());
+  assert.equal(again.name, 'a', 'a slot freed by a closed tunnel is usable again');
+  again.socket.destroy();
+  for (const o of open) o.socket.destroy();
+});
+
+test('balance: hash on source keeps one client address on one server', async (t) => {
+  const backends = await Promise.all(['a', 'b', 'c', 'd'].map((n) => echoBackend(n)));
+  const gw = await startGateway(
+    config(backends).replace(
+      '    protocol: tcp\n',
+      '    protocol: tcp\n    balance: hash\n    hash: { on: source }\n',
+    ),
+  );
+  t.after(async () => {
+    await gw.stop();
+    for (const b of backends) await closeBackend(b);
+  });
+  const seen = new Set<string>();
+  for (let i = 0; i < 8; i++) {
+    const { socket, name } = await tunnel(gw.port());
+    seen.add(name);
+    socket.destroy();
+  }
+  assert.equal(seen.size, 1, `one source address, one server (saw ${[...seen].join(',')})`);
+});
