@@ -5,7 +5,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { h1Request, h2ResponseHeaders, h2ToH1Headers } from '../src/upstream/h1-bridge.js';
-import { get, startBackend, startHarness } from './http1-harness.js';
+import { get, rawExchange, startBackend, startHarness } from './http1-harness.js';
 
 async function h2Backend(): Promise<{
   port: number;
@@ -156,4 +156,66 @@ test('h1-bridge API: translated headers, pooled sockets, and refused input as an
     creq.end();
   });
   assert.ok(err instanceof Error);
+});
+
+test('HTTP/1 chunked request trailers reach an h2 server as HTTP/2 trailers', async (t) => {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  const got: { body: string; trailers: http2.IncomingHttpHeaders | undefined }[] = [];
+  server.on('stream', (stream) => {
+    const parts: Buffer[] = [];
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    stream.on('trailers', (h: http2.IncomingHttpHeaders) => {
+      trailers = h;
+    });
+    stream.on('data', (c: Buffer) => parts.push(c));
+    stream.on('end', () => {
+      const body = Buffer.concat(parts).toString();
+      got.push({ body, trailers });
+      const text = `${body}|${trailers?.['x-digest'] ?? '-'}|${trailers?.['x-count'] ?? '-'}`;
+      stream.respond({ ':status': 200, 'content-length': String(text.length) });
+      stream.end(text);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const h2port = (server.address() as net.AddressInfo).port;
+  const gw = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes:
+      - { match: { protocol: http }, pool: two }
+pools:
+  two:
+    protocol: h2
+    health: { type: none }
+    servers: [{ address: "127.0.0.1:${h2port}" }]
+`);
+  t.after(async () => {
+    await gw.close();
+    for (const s of sessions) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  const out = await rawExchange(
+    gw.port,
+    'POST /up HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: chunked\r\nTrailer: x-digest\r\n\r\n' +
+      '5\r\nhello\r\n6\r\n world\r\n0\r\nX-Digest: sha=1\r\nx-count: 2\r\ncontent-length: 99\r\n\r\n' +
+      // the same connection goes on: a chunked body without trailers, then a bodiless request
+      'POST /up HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n' +
+      'GET /last HTTP/1.1\r\nHost: svc.test\r\nConnection: close\r\n\r\n',
+  );
+  const bodies = out
+    .split('\r\n\r\n')
+    .filter((_, i) => i > 0)
+    .map((x) => x.split('HTTP/1.1')[0]);
+  assert.deepEqual(bodies, ['hello world|sha=1|2', 'ok|-|-', '|-|-'], out);
+  assert.equal(got.length, 3);
+  assert.equal(got[0].trailers?.['x-digest'], 'sha=1');
+  assert.equal(got[0].trailers?.['x-count'], '2');
+  assert.equal(got[0].trailers?.['content-length'], undefined, 'framing fields are not trailers');
+  assert.equal(got[1].trailers?.['x-digest'], undefined);
 });

@@ -45,6 +45,9 @@ type TrackedStream = ClientHttp2Stream & { [kSession]?: UpstreamSession };
 
 const END_STREAM = { endStream: true } as const;
 const OPEN_STREAM = { endStream: false } as const;
+// The stream's end waits for the caller: 'wantTrailers' fires after end(), and the caller
+// must then call sendTrailers() (an empty object ends the stream without trailers).
+const OPEN_STREAM_TRAILERS = { endStream: false, waitForTrailers: true } as const;
 const NGHTTP2_NO_ERROR = 0;
 // nghttp2 assumes this many streams until the server's SETTINGS arrive (RFC 9113 §6.5.2
 // recommends servers allow at least 100); we also cap an "unlimited" server at this many
@@ -98,9 +101,14 @@ export class UpstreamSession {
   /**
    * Opens a stream on the slot the acquire reserved. Returns undefined when the session
    * can no longer take it (it was closed since, or node refused the headers): the slot is
-   * given back and `lastError` says why.
+   * given back and `lastError` says why. With `waitForTrailers` (ignored when `endStream`)
+   * the caller must answer the stream's 'wantTrailers' event with `sendTrailers()`.
    */
-  request(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream | undefined {
+  request(
+    headers: OutgoingHttpHeaders,
+    endStream: boolean,
+    waitForTrailers = false,
+  ): ClientHttp2Stream | undefined {
     if (this.closed || this.session.destroyed) {
       this.unreserve();
       this.lastError = 'session closed';
@@ -108,7 +116,10 @@ export class UpstreamSession {
     }
     let st: TrackedStream;
     try {
-      st = this.session.request(headers, endStream ? END_STREAM : OPEN_STREAM);
+      st = this.session.request(
+        headers,
+        endStream ? END_STREAM : waitForTrailers ? OPEN_STREAM_TRAILERS : OPEN_STREAM,
+      );
     } catch (e) {
       // ERR_HTTP2_OUT_OF_STREAMS (ids exhausted) or a session closing under us.
       this.draining = true;
@@ -379,6 +390,7 @@ export type H2RequestResult =
  * synchronously when a session has a free slot. The stream's slot is given back when the
  * stream closes. `why: 'connect' | 'timeout'` (and 'refused', the session went away) mean
  * the server never saw the request, so it is safe to pick another server and retry.
+ * `waitForTrailers`: see {@link UpstreamSession.request}.
  */
 export function h2Request(
   pool: H2SessionPool,
@@ -387,9 +399,10 @@ export function h2Request(
   headers: OutgoingHttpHeaders,
   endStream: boolean,
   cb: (r: H2RequestResult) => void,
+  waitForTrailers = false,
 ): void {
   const open = (s: UpstreamSession): void => {
-    const stream = s.request(headers, endStream);
+    const stream = s.request(headers, endStream, waitForTrailers);
     if (stream === undefined) cb({ ok: false, why: 'refused', detail: s.lastError });
     else cb({ ok: true, stream, session: s });
   };

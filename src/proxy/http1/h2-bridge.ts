@@ -106,15 +106,18 @@ export function startH2Exchange(s: Session): void {
 function open(s: Session, us: UpstreamSession): void {
   const req = s.req!;
   const hasBody = s.requestHasBody;
-  const st = us.request(h2RequestHeaders(s), !hasBody);
+  // A chunked body may end with trailer fields: its stream ends by sendTrailers().
+  const chunked = s.requestChunked;
+  const st = us.request(h2RequestHeaders(s), !hasBody, chunked);
   if (st === undefined) {
     // A closed session is the server's doing; headers node refuses are the request's.
     const closed = us.lastError === 'session closed';
     s.h2Failed(502, closed ? 'server_reset' : 'bad_request', us.lastError, closed ? 'reset' : undefined);
     return;
   }
+  if (chunked) st.once('wantTrailers', () => sendRequestTrailers(s, st as ClientHttp2Stream));
   let responded = false;
-  let chunked = false;
+  let reChunk = false;
   let trailers: IncomingHttpHeaders | undefined;
   st.on('response', (h: IncomingHttpHeaders) => {
     if (s.req !== req) return;
@@ -139,7 +142,7 @@ function open(s: Session, us: UpstreamSession): void {
     const noBody = s.isHeadRequest || status === 204 || status === 304 || status < 200;
     if (!noBody && h['content-length'] === undefined) {
       if (s.h2ReqMinor === 1) {
-        chunked = true;
+        reChunk = true;
         names.push('transfer-encoding');
         values.push('chunked');
       } else s.closeAfter = true;
@@ -149,7 +152,7 @@ function open(s: Session, us: UpstreamSession): void {
   st.on('data', (chunk: Buffer) => {
     if (s.req !== req || chunk.length === 0) return;
     s.lastActive = s.core.clock;
-    if (chunked) {
+    if (reChunk) {
       s.writeDown(`${chunk.length.toString(16)}\r\n`);
       s.writeDown(chunk);
       s.writeDown('\r\n');
@@ -161,7 +164,7 @@ function open(s: Session, us: UpstreamSession): void {
   st.on('drain', () => s.h2Drain());
   st.on('end', () => {
     if (s.req !== req || !responded) return;
-    if (chunked) {
+    if (reChunk) {
       let tail = '0\r\n';
       if (trailers !== undefined) {
         for (const k of Object.keys(trailers)) {
@@ -207,6 +210,44 @@ function open(s: Session, us: UpstreamSession): void {
     s.h2Failed(502, 'server_reset', `stream reset (code ${code})`, 'reset');
   });
   s.h2Started(st as ClientHttp2Stream);
+}
+
+// Fields that must not appear in trailers (RFC 9110 §6.5.1: framing, routing, controls) or
+// that node:http2 refuses as connection-specific.
+const NOT_IN_TRAILERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'host',
+  'expect',
+  'cache-control',
+  'authorization',
+  'set-cookie',
+  'cookie',
+  'http2-settings',
+]);
+
+/** Ends the request stream with the client's chunked trailer fields (or none). */
+function sendRequestTrailers(s: Session, st: ClientHttp2Stream): void {
+  const out: OutgoingHttpHeaders = {};
+  // Once the exchange is over (the server answered first), the session's decoder may
+  // belong to the next request: end without trailers.
+  const pairs = s.h2 === st ? s.requestTrailers() : undefined;
+  if (pairs !== undefined) {
+    for (const [n, v] of pairs) {
+      if (HOP_BY_HOP.has(n) || NOT_IN_TRAILERS.has(n)) continue;
+      const cur = out[n];
+      if (cur === undefined) out[n] = v;
+      else if (Array.isArray(cur)) cur.push(v);
+      else out[n] = [String(cur), v];
+    }
+  }
+  try {
+    st.sendTrailers(out);
+  } catch {
+    // The stream closed meanwhile (reset, client gone): nothing left to end.
+  }
 }
 
 function reasonOf(status: number): string {

@@ -957,7 +957,10 @@ export class Session implements H1UpstreamHandler {
         if (this.downBlocked) up.socket.resume();
       } else up.destroy();
     }
+    const st = this.h2;
     this.h2 = null;
+    // The response ended before the request body: the stream must not wait for it forever.
+    if (st !== null && !this.reqDone && !st.destroyed) st.close(8);
     this.resChunk = null;
     this.record(outcome, undefined);
     this.sstate = S_NONE;
@@ -1192,5 +1195,15 @@ export class Session implements H1UpstreamHandler {
 
   get requestHasBody(): boolean {
     return this.req!.bodyKind !== BODY_NONE;
+  }
+
+  get requestChunked(): boolean {
+    return this.req!.bodyKind === BODY_CHUNKED;
+  }
+
+  /** Trailer fields of the chunked request body, once it is complete (h2 pools only). */
+  requestTrailers(): [string, string][] | undefined {
+    const dec = this.reqChunk;
+    return dec?.done && dec.trailers !== '' ? dec.trailerPairs() : undefined;
   }
 }
