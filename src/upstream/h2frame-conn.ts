@@ -21,6 +21,7 @@ import {
   FRAME_HEADER,
   FrameType,
   MAX_WINDOW,
+  PREFACE,
   Setting,
 } from '../codec/http2/constants.js';
 import { readU31, readU32, writeFrameHeader, writeU31, writeU32 } from '../codec/http2/frame.js';
@@ -199,10 +200,24 @@ export abstract class FrameConn {
 
   // ---------------------------------------------------------------- reading
 
+  /** Bytes of the client connection preface still to come (server side, e.g. after TLS+ALPN). */
+  prefaceLeft = 0;
+
   onRead(chunk: Buffer): void {
     if (this.dead) return;
     let p = 0;
     const end = chunk.length;
+    if (this.prefaceLeft > 0) {
+      const at = PREFACE.length - this.prefaceLeft;
+      const n = Math.min(this.prefaceLeft, end);
+      if (chunk.compare(PREFACE, at, at + n, 0, n) !== 0) {
+        this.connError(ErrorCode.PROTOCOL_ERROR, 'bad connection preface');
+        return;
+      }
+      this.prefaceLeft -= n;
+      p = n;
+      if (p === end) return;
+    }
     // Complete a frame split across reads (the only copy on the read path).
     while (this.rest !== null) {
       const r = this.rest;

@@ -250,13 +250,11 @@ class H2FrameProxy implements ProtocolProxy {
     this.startSweep();
     // SPEC §3: our SETTINGS go out at once (some clients wait for them).
     cs.writeSettings(false);
+    // The sniffer read the preface, or part of it, or nothing (h2 chosen by TLS ALPN).
     const head = conn.sniff.head;
-    if (head.length < PREFACE.length || head.compare(PREFACE, 0, PREFACE.length, 0, PREFACE.length) !== 0) {
-      cs.connError(ErrorCode.PROTOCOL_ERROR, 'bad connection preface');
-      return;
-    }
+    cs.prefaceLeft = PREFACE.length;
     if (this.ctx.draining) cs.writeGoaway(0, ErrorCode.NO_ERROR);
-    if (head.length > PREFACE.length) cs.onRead(head.subarray(PREFACE.length));
+    if (head.length > 0) cs.onRead(head);
     if (!cs.dead) cs.startReading();
   }
 
