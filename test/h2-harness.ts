@@ -23,10 +23,11 @@ import { H2SessionPool } from '../src/upstream/h2-pool.js';
 import { FramePool } from '../src/upstream/h2frame-pool.js';
 
 /**
- * Which HTTP/2 proxy these tests drive: `SWITCHYARD_H2_PROXY=frame` (src/proxy/h2frame) or
- * `node` (src/proxy/http2, node:http2). The default follows src/proxy/registry.ts.
+ * Which HTTP/2 proxy these tests drive: src/proxy/h2frame (the default, as in
+ * src/proxy/registry.ts) or, with `SWITCHYARD_H2_PROXY=node`, the node:http2 one
+ * (src/proxy/http2) — the registry honours the same variable.
  */
-export const H2_PROXY_IMPL: 'frame' | 'node' = process.env.SWITCHYARD_H2_PROXY === 'frame' ? 'frame' : 'node';
+export const H2_PROXY_IMPL: 'frame' | 'node' = process.env.SWITCHYARD_H2_PROXY === 'node' ? 'node' : 'frame';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const PROTOS = path.join(here, '..', 'protos');

@@ -1,6 +1,7 @@
 // Which proxy handles which sniffed class. Adding a protocol = one line here.
 import type { GatewayContext, ProtocolProxy } from '../core/proxy.js';
 import type { SniffClass } from '../core/types.js';
+import { createH2FrameProxy } from './h2frame/index.js';
 import { createHttp1Proxy } from './http1/index.js';
 import { createHttp2Proxy } from './http2/index.js';
 import { createTcpProxy } from './tcp/index.js';
@@ -12,6 +13,6 @@ type Factory = (ctx: GatewayContext) => ProtocolProxy;
 export const PROXIES: Partial<Record<SniffClass, Factory>> = {
   tcp: createTcpProxy,
   http1: createHttp1Proxy,
-  h2: (ctx) => createHttp2Proxy(ctx),
+  h2: (ctx) => (process.env.SWITCHYARD_H2_PROXY === 'node' ? createHttp2Proxy(ctx) : createH2FrameProxy(ctx)),
   thrift: createThriftProxy,
 };
