@@ -19,6 +19,8 @@ export interface Harness {
   pools: Map<string, Pool>;
   proxy: ProtocolProxy;
   state: ListenerState;
+  /** The proxy's client-side sockets (to observe backpressure). */
+  sockets: Set<net.Socket>;
   close(): Promise<void>;
 }
 
@@ -84,6 +86,7 @@ export async function startHarness(yaml: string): Promise<Harness> {
     pools,
     proxy,
     state,
+    sockets,
     async close() {
       await proxy.drain(Date.now() + 200);
       for (const s of sockets) s.destroy();

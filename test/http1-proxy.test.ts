@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import { test } from 'node:test';
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -333,6 +333,54 @@ ${poolYaml('p', [be.port])}`);
   const out = await rawExchange(h.port, raw);
   const bodies = [...out.matchAll(/\r\n\r\n(r\d)/g)].map((m) => m[1]);
   assert.deepEqual(bodies, ['r1', 'r2', 'r3', 'r4', 'r5']);
+});
+
+test('limits.pipelined: reading pauses at that many queued requests; more are all answered in order', async (t) => {
+  let hold: (() => void) | undefined;
+  const be = await startBackend('p', (req, res) => {
+    if (req.url === '/1') hold = () => res.end('r1');
+    else res.end(`r${req.url?.slice(1)}`);
+  });
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    limits: { pipelined: 4 }
+    routes: [{ match: { protocol: http }, pool: p }]
+pools:
+${poolYaml('p', [be.port])}`);
+  t.after(async () => {
+    await h.close();
+    await be.close();
+  });
+  const n = 20;
+  let raw = '';
+  for (let i = 1; i <= n; i++)
+    raw += `GET /${i} HTTP/1.1\r\nHost: x\r\n${i === n ? 'Connection: close\r\n' : ''}\r\n`;
+  const sock = net.connect(h.port, '127.0.0.1');
+  sock.on('error', () => {});
+  t.after(() => sock.destroy());
+  const parts: Buffer[] = [];
+  sock.on('data', (c: Buffer) => parts.push(c));
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  sock.write(raw);
+  // The first request is held by the backend: 19 wait behind it, more than the limit.
+  for (let i = 0; i < 200 && hold === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(hold, 'backend got the first request');
+  const [server] = h.sockets;
+  for (let i = 0; i < 100 && !server.isPaused(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(server.isPaused(), true, 'client reading paused with more than limits.pipelined queued');
+  assert.equal(be.seen.length, 1);
+  hold();
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+  const out = Buffer.concat(parts).toString('latin1');
+  const bodies = [...out.matchAll(/\r\n\r\n(r\d+)/g)].map((m) => m[1]);
+  assert.deepEqual(
+    bodies,
+    Array.from({ length: n }, (_, i) => `r${i + 1}`),
+  );
+  assert.equal(be.seen.length, n);
 });
 
 test('a large response to a slow reader arrives intact (backpressure, no reused read buffer)', async (t) => {

@@ -69,6 +69,9 @@ const STATUS_TEXT: Record<number, string> = {
 
 const NO_PICK: PickRequest = {};
 
+/** Ends a request head: counting these in buffered bytes counts queued pipelined requests. */
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
 /** After our FIN, how long a client that has read everything may keep its side open. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -115,6 +118,9 @@ export class Session implements H1UpstreamHandler {
   private buf: Buffer | null = null;
   /** Request body bytes read before the upstream was ready. */
   private early: Buffer | null = null;
+  /** Head terminators counted in `buf[0..qScan)`: queued pipelined requests (see flow()). */
+  private qHeads = 0;
+  private qScan = 0;
   private cPaused = false;
   private upBlocked = false; // upstream write returned false
   private downBlocked = false; // client write returned false
@@ -229,7 +235,17 @@ export class Session implements H1UpstreamHandler {
         this.headFailure(snap, r.status, r.status === 431 ? 'too_large' : 'bad_request', r.reason);
         return;
       }
-      this.buf = r.headBytes < buf.length ? buf.subarray(r.headBytes) : null;
+      if (r.headBytes < buf.length) {
+        this.buf = buf.subarray(r.headBytes);
+        // The parsed head's terminator was counted if the scan had passed it.
+        if (this.qScan > r.headBytes - 4) {
+          if (this.qHeads > 0) this.qHeads--;
+          this.qScan = this.qScan > r.headBytes ? this.qScan - r.headBytes : 0;
+        } else this.qScan = this.qHeads = 0;
+      } else {
+        this.buf = null;
+        this.qScan = this.qHeads = 0;
+      }
       this.headStart = 0;
       this.startRequest(r, snap);
     }
@@ -256,9 +272,17 @@ export class Session implements H1UpstreamHandler {
       case R_BODY:
         pause = this.sstate === S_CONNECT || this.upBlocked;
         break;
-      case R_REST:
-        pause = this.buf !== null && this.buf.length > (this.snap?.limits.headerBytes ?? 65536);
+      case R_REST: {
+        // Pipelined requests wait in `buf` unparsed; bound them in bytes and in count
+        // (`limits.pipelined` counts the one being answered too).
+        const buf = this.buf;
+        if (buf === null) break;
+        const limits = this.snap?.limits ?? this.conn.listener.current.limits;
+        pause =
+          buf.length > limits.headerBytes ||
+          this.queuedHeads(buf, limits.pipelined - 1) + 1 >= limits.pipelined;
         break;
+      }
       case R_TUNNEL:
         pause = this.upBlocked;
         break;
@@ -268,6 +292,25 @@ export class Session implements H1UpstreamHandler {
       if (pause) this.socket.pause();
       else this.socket.resume();
     }
+  }
+
+  /** Counts head terminators in `buf` past the last scan, stopping at `max`. */
+  private queuedHeads(buf: Buffer, max: number): number {
+    let n = this.qHeads;
+    let pos = this.qScan;
+    while (n < max) {
+      const i = buf.indexOf(HEAD_END, pos);
+      if (i === -1) {
+        // A terminator cut by the end of `buf` is found by the next scan.
+        if (buf.length - 3 > pos) pos = buf.length - 3;
+        break;
+      }
+      n++;
+      pos = i + 4;
+    }
+    this.qHeads = n;
+    this.qScan = pos;
+    return n;
   }
 
   private onClientDrain(): void {
@@ -343,6 +386,7 @@ export class Session implements H1UpstreamHandler {
     if (!this.reqDone && this.buf !== null) {
       this.early = this.buf;
       this.buf = null;
+      this.qScan = this.qHeads = 0;
     }
     this.flow();
 
@@ -579,7 +623,10 @@ export class Session implements H1UpstreamHandler {
     } else if (req.bodyKind === BODY_CHUNKED) this.bytesIn += chunk.length - (rest?.length ?? 0);
     if (this.reqDone) {
       this.rstate = R_REST;
-      if (rest !== null) this.buf = this.buf === null ? rest : Buffer.concat([rest, this.buf]);
+      if (rest !== null) {
+        this.buf = this.buf === null ? rest : Buffer.concat([rest, this.buf]);
+        this.qScan = this.qHeads = 0;
+      }
       if (this.h2 !== null) this.h2.end();
       this.flow();
       if (this.sstate === S_NONE) this.afterExchange();
