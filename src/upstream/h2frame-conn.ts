@@ -38,6 +38,8 @@ export interface FrameStreamUser {
   onLost(s: H2Stream, refused: boolean): void;
   /** `n` DATA bytes of this stream were written for the peer: credit the sender on the other side. */
   onSent(s: H2Stream, n: number): void;
+  /** The peer broke the protocol on this stream; we reset it with `code` right after. */
+  onStreamError(s: H2Stream, code: number): void;
   /** The stream is closed both ways (ended, reset, or lost); once. */
   onClose(s: H2Stream): void;
 }
@@ -365,12 +367,12 @@ export abstract class FrameConn {
       return;
     }
     if (st.remoteEnded) {
-      this.resetStream(st, ErrorCode.STREAM_CLOSED);
+      this.streamError(st, ErrorCode.STREAM_CLOSED);
       return;
     }
     st.recvWin -= flen;
     if (st.recvWin < 0) {
-      this.resetStream(st, ErrorCode.FLOW_CONTROL_ERROR);
+      this.streamError(st, ErrorCode.FLOW_CONTROL_ERROR);
       return;
     }
     // Padding is ours to credit at once: it never reaches the other side.
@@ -522,12 +524,12 @@ export abstract class FrameConn {
     const st = this.streams.get(id);
     if (st === undefined) return;
     if (inc === 0) {
-      this.resetStream(st, ErrorCode.PROTOCOL_ERROR);
+      this.streamError(st, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     st.sendWin += inc;
     if (st.sendWin > MAX_WINDOW) {
-      this.resetStream(st, ErrorCode.FLOW_CONTROL_ERROR);
+      this.streamError(st, ErrorCode.FLOW_CONTROL_ERROR);
       return;
     }
     if (st.q !== null) this.drainQueue(st);
@@ -577,6 +579,13 @@ export abstract class FrameConn {
     this.dropQueue(st);
     st.user.onReset(st, code);
     if (!st.closed) this.closeStream(st);
+  }
+
+  /** A stream error caused by the peer (RFC 9113 §5.4.2): the owner hears it, then RST_STREAM. */
+  streamError(st: H2Stream, code: number): void {
+    if (st.closed) return;
+    st.user.onStreamError(st, code);
+    this.resetStream(st, code);
   }
 
   /** Sends RST_STREAM and closes the stream. */

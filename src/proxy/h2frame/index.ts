@@ -116,7 +116,7 @@ class ClientH2Conn extends FrameConn {
     if (st !== undefined) {
       // Request trailers (RFC 9113 §8.1): must end the stream.
       if (!endStream || st.remoteEnded) {
-        this.resetStream(st, ErrorCode.PROTOCOL_ERROR);
+        this.streamError(st, ErrorCode.PROTOCOL_ERROR);
         return;
       }
       (st.user as Exchange).onClientTrailers(headersOf(this.dec));
@@ -749,6 +749,18 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     this.detail = `server ${server}: connection lost mid-stream`;
     if (this.grpc) this.fail(GrpcStatus.UNAVAILABLE, 502, this.detail, 'server_reset');
     else if (!this.c.closed) this.cs.resetStream(this.c, ErrorCode.INTERNAL_ERROR);
+  }
+
+  onStreamError(s: H2Stream, code: number): void {
+    if (s === this.c) {
+      if (!this.finished && this.outcome === 'ok') {
+        this.outcome = 'bad_request';
+        this.detail = `client broke HTTP/2 on the stream (code ${code})`;
+      }
+      return;
+    }
+    // The server broke the protocol on its stream: handled as a reset with that code.
+    this.onReset(s, code);
   }
 
   onClose(s: H2Stream): void {
