@@ -80,10 +80,8 @@ export class ClientSession {
       this.dispatch(msg);
       if (this.closed) break;
     }
-    if (backends.corking) {
-      backends.corking = false;
-      backends.uncorkAll();
-    }
+    // Corked backend connections are uncorked at the end of this event-loop turn.
+    backends.corking = false;
     this.pumping = false;
     if (this.closed) return;
     if (reader.error !== undefined) {
