@@ -58,6 +58,12 @@ const MAX_ABANDONED = 16;
 const SEQ_LOW = [0, 0, 0x80, 0x4000, 0x200000, 0x10000000];
 const SEQ_HIGH = [0, 0x7f, 0x3fff, 0x1fffff, 0xfffffff, 0xffffffff];
 
+/**
+ * Every backend socket reads here (`onread`: no Readable stream machinery, no 'data' event
+ * and no buffer allocated per read); reads are handled synchronously, one at a time.
+ */
+const READ_BUF = Buffer.allocUnsafe(64 * 1024);
+
 const ABANDONED: BackendCall = {
   onReply() {},
   onBackendError() {},
@@ -281,12 +287,24 @@ export class ConnGroup {
     this.connecting++;
     this.size++;
     const o = this.opts;
+    let conn: BackendConn | undefined;
     const socket = net.connect({
       host: this.target.host || '127.0.0.1',
       port: this.target.port,
       noDelay: true,
+      onread: {
+        buffer: READ_BUF,
+        callback: (n: number): boolean => {
+          // Copied out at once (from node's buffer pool when small): replies are written
+          // to clients as views of the copy, and the next read overwrites READ_BUF.
+          const chunk = Buffer.allocUnsafe(n);
+          READ_BUF.copy(chunk, 0, 0, n);
+          conn?.onData(chunk);
+          return true;
+        },
+      },
     });
-    const conn = new BackendConn(this, socket);
+    conn = new BackendConn(this, socket);
     this.owner.conns.add(conn);
     let timer: NodeJS.Timeout | undefined = setTimeout(() => {
       timer = undefined;
@@ -319,7 +337,6 @@ export class ConnGroup {
       timer = undefined;
       this.connecting--;
       conn.connected = true;
-      socket.on('data', (d: Buffer) => conn.onData(d));
       if (o.pipelining) this.open.add(conn);
       this.release(conn);
     });
