@@ -1,11 +1,13 @@
 // The admin listener (SPEC §4): stats page, JSON, Prometheus, health, runtime server state
 // and weight, reload. node:http is enough: this is not a hot path, and every input it
 // takes (path, headers, body) is bounded before it is looked at.
+
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { PoolLike } from '../balancer/types.js';
+import { isLoopbackHost } from '../core/address.js';
 import type { AdminState, HostPort } from '../core/types.js';
 import type { GatewayView, StatsRegistry } from '../stats/registry.js';
 import { renderHtml } from '../stats/render/html.js';
@@ -139,13 +141,8 @@ function sendJson(
   send(res, status, `${JSON.stringify(v)}\n`, 'application/json; charset=utf-8', headers);
 }
 
-/** 127.0.0.0/8, ::1, localhost and IPv4-mapped loopback; '' (all interfaces) is not. */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
-  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
-}
+/** The one loopback test, shared with config validation. */
+export const isLoopback = isLoopbackHost;
 
 export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   // Config validation refuses these too; the admin API can drain every server and reload,

@@ -35,9 +35,15 @@ export function formatHostPort(hp: HostPort): string {
   return net.isIPv6(hp.host) ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
-/** True for 127.0.0.0/8, ::1 and localhost: admin binds there may run without auth. */
+/**
+ * True for 127.0.0.0/8, ::1, localhost and IPv4-mapped loopback ('' = all interfaces is
+ * not): admin binds there may run without auth.
+ */
 export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
 /** Unwraps "::ffff:1.2.3.4" as node reports IPv4 clients on dual-stack sockets. */
