@@ -292,7 +292,7 @@ export class HpackDecoder {
 
 /** Fields never added to a table: credentials (§7.1.3) and values that change per request. */
 const NEVER_INDEX = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
-const NO_INDEX = new Set(['grpc-timeout', 'content-length', 'date', 'etag', 'last-modified', 'age']);
+const NO_INDEX = new Set(['grpc-timeout', 'content-length', 'etag', 'last-modified', 'age']);
 const MAX_INDEXED_ENTRY = 512;
 
 const STATIC_PAIRS = new Map<string, Map<string, number>>();

@@ -509,6 +509,12 @@ class Exchange implements FrameStreamUser, FrameWaiter {
       return;
     }
     const first = this.retries === 0;
+    if (!first && this.retry === null) {
+      // The body grew past limits.retry_buffer while waiting for this attempt: no replay.
+      up.unreserve();
+      this.fail(GrpcStatus.UNAVAILABLE, 502, 'request body too large to replay on another server', 'error');
+      return;
+    }
     // What this attempt must send: everything kept for a replay, or what waited for the first.
     const body = first ? this.pend : this.retry;
     const bodyBytes = first ? this.pendBytes : this.retryBytes;
