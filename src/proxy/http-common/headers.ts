@@ -136,7 +136,8 @@ export function appendXff(existing: string | string[] | undefined, ip: string): 
 export function forwardedElement(ip: string, proto: string, host: string | undefined): string {
   const forv = ip.includes(':') ? `"[${ip}]"` : ip;
   if (host === undefined || host === '') return `for=${forv};proto=${proto}`;
-  return `for=${forv};proto=${proto};host="${host.replace(/["\\]/g, '')}"`;
+  const h = host.includes('"') || host.includes('\\') ? host.replace(/["\\]/g, '') : host;
+  return `for=${forv};proto=${proto};host="${h}"`;
 }
 
 /** Appends our element to an existing `Forwarded` value. */

@@ -533,7 +533,6 @@ export class Session implements H1UpstreamHandler {
   /** The request head for an HTTP/1.1 upstream. */
   private requestHead(): string {
     const req = this.req!;
-    const conn = this.conn;
     const rules =
       this.route?.requestHeaders !== undefined ? prepareRules(this.route.requestHeaders) : undefined;
     const { names, lower, values, connTokens } = req;
@@ -577,11 +576,26 @@ export class Session implements H1UpstreamHandler {
       } else h += `${names[i]}: ${values[i]}\r\n`;
     }
     if (!hasHost) h += `host: ${this.host ?? this.pick!.member.address}\r\n`;
-    const proto = conn.tls !== undefined ? 'https' : 'http';
-    h += `x-forwarded-for: ${appendXff(xff, conn.clientIp)}\r\nx-forwarded-proto: ${proto}\r\nforwarded: ${appendForwarded(fwd, forwardedElement(conn.clientIp, proto, this.host))}\r\n`;
+    if (xff === undefined && fwd === undefined) {
+      // The usual case: the same lines for every request of this connection and Host.
+      if (this.fwdLines === undefined || this.fwdHost !== this.host) {
+        this.fwdHost = this.host;
+        this.fwdLines = this.forwardedLines(undefined, undefined);
+      }
+      h += this.fwdLines;
+    } else h += this.forwardedLines(xff, fwd);
     if (rules !== undefined) h += rules.appendH1;
     if (req.upgrade !== undefined) h += 'connection: upgrade\r\n';
     return `${h}\r\n`;
+  }
+
+  private fwdLines: string | undefined = undefined;
+  private fwdHost: string | undefined = undefined;
+
+  private forwardedLines(xff: string | undefined, fwd: string | undefined): string {
+    const ip = this.conn.clientIp;
+    const proto = this.conn.tls !== undefined ? 'https' : 'http';
+    return `x-forwarded-for: ${appendXff(xff, ip)}\r\nx-forwarded-proto: ${proto}\r\nforwarded: ${appendForwarded(fwd, forwardedElement(ip, proto, this.host))}\r\n`;
   }
 
   /** Splits client bytes into this request's body and what follows; forwards the body. */
