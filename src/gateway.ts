@@ -1,6 +1,7 @@
 // The running gateway: builds live objects from a GatewayConfig, binds listeners, hands
 // each sniffed connection to its protocol proxy, and swaps configs on reload.
 import net from 'node:net';
+import type { MemberOwner, PoolMember } from './balancer/member.js';
 import { Pool } from './balancer/pool.js';
 import type { GatewayConfig, ListenerConfig, PoolConfig } from './config/runtime.js';
 import { formatHostPort, unmapIPv4 } from './core/address.js';
@@ -24,6 +25,11 @@ interface Binding {
   key: string;
   server: net.Server;
   state: ListenerState;
+  /**
+   * Connections accepted by a bind a reload opened, before that reload commits (its
+   * listener state and the config they would read are not live yet); null once live.
+   */
+  pending: net.Socket[] | null;
 }
 
 export interface GatewayView {
@@ -104,8 +110,35 @@ export class Gateway {
     return out;
   }
 
-  /** Swaps in a validated config. Unchanged binds keep their sockets; servers that stay keep their state. */
-  async apply(next: GatewayConfig): Promise<void> {
+  /**
+   * Swaps in a validated config. Unchanged binds keep their sockets; servers that stay keep
+   * their state. One apply runs at a time (SIGHUP and POST /reload may race); it is refused
+   * once a stop has begun, and when it throws (a bind failed) nothing has changed.
+   */
+  apply(next: GatewayConfig): Promise<void> {
+    const run = this.applying.then(() => this.applyNow(next));
+    this.applying = run.catch(noop);
+    return run;
+  }
+
+  private applying: Promise<void> = Promise.resolve();
+
+  private async applyNow(next: GatewayConfig): Promise<void> {
+    if (this.stopping) throw new Error('the gateway is stopping');
+    // Building the new pools adopts surviving members (weights, owner): remember what they
+    // were, so a failed bind can put them back as they were.
+    const saved: {
+      m: PoolMember;
+      weight: number;
+      maxconn: number;
+      backup: boolean;
+      owner: MemberOwner | undefined;
+    }[] = [];
+    for (const p of this.pools.values()) {
+      for (const m of p.pool.members) {
+        saved.push({ m, weight: m.weight, maxconn: m.maxconn, backup: m.backup, owner: m.owner });
+      }
+    }
     const pools = new Map<string, LivePool>();
     for (const [name, cfg] of next.pools) {
       const old = this.pools.get(name);
@@ -145,8 +178,20 @@ export class Gateway {
         const b = await this.bind(key, w.cfg, states.get(w.cfg.name)!);
         opened.push(b);
       }
+      // A stop that began while we were binding wins: it already closed the live binds.
+      if (this.stopping) throw new Error('the gateway is stopping');
     } catch (e) {
-      for (const b of opened) b.server.close();
+      for (const b of opened) {
+        b.server.close();
+        for (const s of b.pending ?? []) s.destroy();
+        b.pending = null;
+      }
+      for (const x of saved) {
+        x.m.weight = x.weight;
+        x.m.maxconn = x.maxconn;
+        x.m.backup = x.backup;
+        x.m.owner = x.owner;
+      }
       throw e;
     }
     // Commit: nothing below can fail.
@@ -182,6 +227,12 @@ export class Gateway {
       if (oldPools.get(p.pool.name)?.health === p.health) p.health.adopt(p.pool);
       else p.health.start();
     }
+    // Connections that reached a new bind while we were committing are served now.
+    for (const b of opened) {
+      const waiting = b.pending ?? [];
+      b.pending = null;
+      for (const s of waiting) if (!s.destroyed) this.serve(s, b);
+    }
   }
 
   private snapshot(
@@ -203,7 +254,7 @@ export class Gateway {
   private bind(key: string, cfg: ListenerConfig, state: ListenerState): Promise<Binding> {
     const hp = cfg.binds.find((b) => bindKey(b.host, b.port) === key)!;
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
-    const binding: Binding = { key, server, state };
+    const binding: Binding = { key, server, state, pending: [] };
     server.on('connection', (socket) => this.onConnection(socket, binding));
     return new Promise((resolve, reject) => {
       server.once('error', (e) => reject(new Error(`cannot bind ${formatHostPort(hp)}: ${e.message}`)));
@@ -219,9 +270,18 @@ export class Gateway {
   }
 
   private onConnection(socket: net.Socket, binding: Binding): void {
+    socket.on('error', noop);
+    if (binding.pending !== null) {
+      // Paused (pauseOnConnect) until the apply that opened this bind commits or fails.
+      binding.pending.push(socket);
+      return;
+    }
+    this.serve(socket, binding);
+  }
+
+  private serve(socket: net.Socket, binding: Binding): void {
     const state = binding.state;
     const snap = state.current;
-    socket.on('error', noop);
     if (
       this.stopping ||
       this.connections >= this.config.global.maxconn ||
@@ -323,10 +383,17 @@ export class Gateway {
 
   /**
    * Graceful stop: stop accepting at once, let proxies drain until `graceMs`, then cut what
-   * is left. Resolves when every listener and connection is closed.
+   * is left (one `drain_cut` record says how many connections of which protocol). Resolves
+   * when every listener and connection is closed; a second call waits for the first.
    */
-  async stop(graceMs = this.config?.global.grace ?? 0): Promise<void> {
-    if (this.stopping) return;
+  stop(graceMs = this.config?.global.grace ?? 0): Promise<void> {
+    this.stopped ??= this.stopNow(graceMs);
+    return this.stopped;
+  }
+
+  private stopped: Promise<void> | undefined;
+
+  private async stopNow(graceMs: number): Promise<void> {
     this.stopping = true;
     const deadline = Date.now() + graceMs;
     for (const b of this.bindings.values()) {
@@ -336,13 +403,36 @@ export class Gateway {
     this.bindings.clear();
     for (const p of this.pools.values()) p.health.stop();
     this.stats.close();
-    const unique = new Set(this.proxies.values());
-    await Promise.all([...unique].map((p) => p.drain(deadline)));
+    const named = new Map<ProtocolProxy, string>();
+    for (const [cls, p] of this.proxies) if (!named.has(p)) named.set(p, cls);
+    // Just before the proxies cut at the deadline, note what they still hold: the record
+    // then names what was cut, by protocol.
+    let cut: Record<string, number> | undefined;
+    const timer = setTimeout(
+      () => {
+        cut = {};
+        for (const [p, name] of named) if (p.activeConnections > 0) cut[name] = p.activeConnections;
+      },
+      Math.max(0, graceMs - 1),
+    );
+    await Promise.all([...named.keys()].map((p) => p.drain(deadline)));
+    clearTimeout(timer);
     // Connections still sniffing, or in a proxy that lost track of them, are cut now.
-    const left = this.sockets.size;
-    if (left > 0) {
-      logEvent(this.logger, 'drain_cut', { connections: left });
-      for (const s of this.sockets) s.destroy();
+    let unclassified = 0;
+    for (const s of this.sockets) {
+      if (s.destroyed) continue;
+      unclassified++;
+      s.destroy();
+    }
+    const protocols = cut ?? {};
+    if (unclassified > 0) protocols.unclassified = unclassified;
+    let connections = 0;
+    for (const n of Object.values(protocols)) connections += n;
+    if (connections > 0) {
+      this.logger.warn(
+        { type: 'event', event: 'drain_cut', connections, protocols, grace_ms: graceMs },
+        'drain: connections cut',
+      );
     }
   }
 }

@@ -23,7 +23,11 @@ export async function startHttpBackend(name: string): Promise<HttpBackend> {
     b.requests++;
     const m = /^\/slow\?ms=(\d+)$/.exec(req.url ?? '');
     const reply = (): void => {
-      res.writeHead(200, { 'content-type': 'text/plain', 'x-server': name });
+      res.writeHead(200, {
+        'content-type': 'text/plain',
+        'content-length': Buffer.byteLength(name),
+        'x-server': name,
+      });
       res.end(name);
     };
     req.resume();

@@ -297,3 +297,87 @@ pools:
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
 });
+
+test('a reload that cannot bind changes nothing (weights included); a reload can add and remove binds; none once stopping', {
+  timeout: 30_000,
+}, async (t) => {
+  const a = await startHttpBackend('a');
+  t.after(() => a.close());
+  const taken = net.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => taken.close(() => r())));
+  const busy = (taken.address() as net.AddressInfo).port;
+  const yaml = (binds: string[], weight: number): string => `global: { grace: 1s }
+listeners:
+  - name: edge
+    bind: [${binds.map((b) => `"${b}"`).join(', ')}]
+    routes: [{ match: { protocol: http }, pool: web }]
+pools:
+  web:
+    protocol: h1
+    health: { type: none }
+    servers: [{ name: a, address: "127.0.0.1:${a.port}", weight: ${weight} }]
+`;
+  const gw = await startGateway(yaml(['127.0.0.1:0'], 1));
+  let stopped = false;
+  t.after(async () => {
+    if (!stopped) await gw.stop();
+  });
+  const member = () => gw.gateway.view().pools.get('web')!.pool.members[0];
+  const get = async (port: number): Promise<string> => {
+    const r = await fetch(`http://127.0.0.1:${port}/`);
+    return r.text();
+  };
+  const first = gw.port();
+  assert.equal(await get(first), 'a');
+  // A keep-alive connection accepted on the first bind, kept across the reloads.
+  const kept = net.connect(first, '127.0.0.1');
+  kept.on('error', () => {});
+  let keptIn = '';
+  kept.on('data', (d: Buffer) => {
+    keptIn += d.toString();
+  });
+  t.after(() => kept.destroy());
+  const keptGet = async (): Promise<boolean> => {
+    const before = keptIn.length;
+    kept.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    return until(() => keptIn.length > before && keptIn.endsWith('\r\n\r\na'), 5000);
+  };
+  assert.ok(await keptGet());
+
+  gw.rewrite(yaml(['127.0.0.1:0', `127.0.0.1:${busy}`], 50));
+  const r = await gw.reload();
+  assert.equal(r.ok, false);
+  assert.equal(member().weight, 1, 'the weight of the failed config was not applied');
+  assert.equal(gw.gateway.addresses('edge').length, 1);
+  assert.equal(await get(first), 'a');
+
+  // Move the listener to a new ephemeral bind: the old one stops, the new one serves.
+  const free = net.createServer();
+  await new Promise<void>((res) => free.listen(0, '127.0.0.1', res));
+  const next = (free.address() as net.AddressInfo).port;
+  await new Promise((res) => free.close(res));
+  gw.rewrite(yaml([`127.0.0.1:${next}`], 7));
+  assert.deepEqual(await gw.reload(), { ok: true });
+  assert.equal(member().weight, 7);
+  assert.equal(await get(next), 'a');
+  const refused = await new Promise<string>((res) => {
+    const s = net.connect(first, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      res('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => res(e.code ?? e.message));
+  });
+  assert.equal(refused, 'ECONNREFUSED', 'the removed bind no longer accepts');
+  assert.ok(await keptGet(), 'a connection it accepted before is untouched');
+  assert.ok(gw.records.some((x) => x.event === 'listener_stop' && x.bind === '127.0.0.1:0'));
+
+  const stopping = gw.stop();
+  stopped = true;
+  gw.rewrite(yaml(['127.0.0.1:0'], 3));
+  const late = await gw.reload();
+  assert.equal(late.ok, false, 'no reload once a stop has begun');
+  await stopping;
+  assert.deepEqual(gw.gateway.addresses('edge'), [], 'and it opened no listener');
+});

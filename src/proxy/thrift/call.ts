@@ -243,6 +243,14 @@ export class Call implements BackendCall, BackendWaiter, Timed {
 
   onBackendError(kind: BackendFailure, detail: string): void {
     if (this.finished) return;
+    if (this.session.proxy.cutting) {
+      this.lease?.release({ ok: true, bytesIn: this.msg.size });
+      this.lease = undefined;
+      this.outcome = 'cut';
+      this.detail = 'gateway stopping: grace ran out';
+      this.finish();
+      return;
+    }
     this.lease?.release({ ok: false, failure: 'reset', bytesIn: this.msg.size });
     this.lease = undefined;
     const server = this.member?.name ?? '?';

@@ -38,6 +38,8 @@ export class ThriftProxy implements ProtocolProxy {
   private readonly deadlines = new Map<number, DeadlineList>();
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
+  /** Set when `global.grace` ran out: calls still running end as `cut`, not blamed on a server. */
+  cutting = false;
   private drained: (() => void) | undefined;
 
   /** Client sessions corked to gather replies until the flush at the end of this loop turn. */
@@ -129,6 +131,7 @@ export class ThriftProxy implements ProtocolProxy {
       const done = (): void => {
         if (timer !== undefined) clearTimeout(timer);
         this.drained = undefined;
+        this.cutting = this.sessions.size > 0;
         for (const s of [...this.sessions]) s.socket.destroy();
         this.backends.closeAll();
         if (this.sweeper !== undefined) clearInterval(this.sweeper);
