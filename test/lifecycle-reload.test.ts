@@ -294,6 +294,7 @@ pools:
   assert.ok(await until(() => count(/"event":"reload".*"ok":false/) === 1, 10_000), out);
   assert.equal(await get(), 'b', 'an invalid file changes nothing');
   assert.match(out, /"errors":\[".*c\.yaml:1:\d+: /);
+  assert.match(out, /"event":"reload","ok":true,"by":"SIGHUP"/);
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
 });

@@ -4,23 +4,52 @@ import type { Gateway } from '../gateway.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
+/** Who asked for a reload, for the log. */
+export type ReloadTrigger = 'SIGHUP' | 'admin' | 'api';
+
 /**
  * Re-reads the config file, validates it and swaps it in. An invalid file, or a bind that
  * fails, leaves the running config untouched; either way the log says what happened.
  */
-export async function reloadFromFile(gw: Gateway, file: string, logger: Logger): Promise<ReloadResult> {
+export async function reloadFromFile(
+  gw: Gateway,
+  file: string,
+  logger: Logger,
+  by: ReloadTrigger = 'api',
+): Promise<ReloadResult> {
+  const started = performance.now();
   const loaded = loadConfigFile(file);
   if (!loaded.ok) {
-    logEvent(logger, 'reload', { ok: false, errors: loaded.errors }, 'reload rejected: invalid config');
+    logger.error(
+      { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },
+      'reload rejected: invalid config',
+    );
     return { ok: false, errors: loaded.errors };
   }
+  const before = gw.currentConfig;
   try {
     await gw.apply(loaded.config);
   } catch (e) {
     const errors = [`${file}:1:1: ${(e as Error).message}`];
-    logEvent(logger, 'reload', { ok: false, errors }, 'reload failed');
+    logger.error({ type: 'event', event: 'reload', ok: false, by, file, errors }, 'reload failed');
     return { ok: false, errors };
   }
-  logEvent(logger, 'reload', { ok: true, file }, 'config reloaded');
+  // The admin listener, its auth and the log level are set up once, at start.
+  const fixed: string[] = [];
+  if (JSON.stringify(before.admin) !== JSON.stringify(loaded.config.admin)) fixed.push('admin');
+  if (before.global.log.level !== loaded.config.global.log.level) fixed.push('global.log.level');
+  if (before.global.workers !== loaded.config.global.workers) fixed.push('global.workers');
+  logEvent(
+    logger,
+    'reload',
+    {
+      ok: true,
+      by,
+      file,
+      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      restart_needed: fixed.length > 0 ? fixed : undefined,
+    },
+    fixed.length > 0 ? `config reloaded; ${fixed.join(', ')} change at restart only` : 'config reloaded',
+  );
   return { ok: true };
 }

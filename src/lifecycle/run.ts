@@ -4,14 +4,14 @@ import { loadConfigFile } from '../config/load.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import type { HostPort } from '../core/types.js';
 import { Gateway } from '../gateway.js';
-import { reloadFromFile } from './reload.js';
+import { type ReloadTrigger, reloadFromFile } from './reload.js';
 
 export interface Running {
   gateway: Gateway;
   logger: Logger;
-  /** Graceful stop; resolves when everything is closed. */
-  stop(): Promise<void>;
-  reload(): ReturnType<typeof reloadFromFile>;
+  /** Graceful stop; resolves when everything is closed. `signal` is for the log. */
+  stop(signal?: string): Promise<void>;
+  reload(by?: ReloadTrigger): ReturnType<typeof reloadFromFile>;
   adminAddress?: HostPort;
 }
 
@@ -24,7 +24,7 @@ export async function startFromFile(
   const cfg = loaded.config;
   const logger = opts.logger ?? createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
   const gateway = await Gateway.start(cfg, logger);
-  const reload = () => reloadFromFile(gateway, file, logger);
+  const reload = (by: ReloadTrigger = 'api') => reloadFromFile(gateway, file, logger, by);
   let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
   if (cfg.admin) {
     try {
@@ -35,7 +35,7 @@ export async function startFromFile(
           : undefined,
         stats: gateway.stats,
         view: () => gateway.view(),
-        reload,
+        reload: () => reload('admin'),
         draining: () => gateway.draining,
         logger,
         metrics: cfg.admin.metrics,
@@ -51,9 +51,9 @@ export async function startFromFile(
     logger,
     reload,
     adminAddress: admin?.address,
-    stop() {
+    stop(signal?: string) {
       stopping ??= (async () => {
-        logEvent(logger, 'stop', { grace_ms: gateway.currentConfig.global.grace }, 'graceful stop');
+        logEvent(logger, 'stop', { grace_ms: gateway.currentConfig.global.grace, signal }, 'graceful stop');
         await gateway.stop();
         await admin?.close();
         logEvent(logger, 'stopped', {});
@@ -84,8 +84,8 @@ export async function runUntilSignal(file: string, opts: { pretty?: boolean }): 
     );
   }
   return new Promise<number>((resolve) => {
-    const stop = () => {
-      running.stop().then(() => {
+    const stop = (signal: NodeJS.Signals) => {
+      running.stop(signal).then(() => {
         logger.flush?.();
         resolve(0);
       });
@@ -93,7 +93,7 @@ export async function runUntilSignal(file: string, opts: { pretty?: boolean }): 
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
-      void running.reload();
+      void running.reload('SIGHUP');
     });
   });
 }
