@@ -276,3 +276,35 @@ test('drain: GOAWAY to clients, new streams refused, the stream in flight finish
   assert.equal(h.records.at(-1)?.outcome, 'ok');
   await h.stop();
 });
+
+test('request trailers reach the backend after the body', async (t) => {
+  let trailer = '';
+  let body = '';
+  const b = await backend(t, (s) => {
+    s.on('data', (d: Buffer) => {
+      body += d;
+    });
+    s.on('trailers', (tr) => {
+      trailer = String(tr['x-req-trailer']);
+    });
+    s.on('end', () => {
+      s.respond({ ':status': 200 });
+      s.end('ok');
+    });
+  });
+  const h = await gateway(t, b.address);
+  const c = http2.connect(`http://127.0.0.1:${h.port}`);
+  c.on('error', () => {});
+  t.after(() => c.destroy());
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = c.request({ ':method': 'POST', ':path': '/t' }, { waitForTrailers: true });
+    req.on('wantTrailers', () => req.sendTrailers({ 'x-req-trailer': 'v1' }));
+    req.on('response', (x) => resolve(Number(x[':status'])));
+    req.on('error', reject);
+    req.resume();
+    req.end('payload');
+  });
+  assert.equal(status, 200);
+  assert.equal(body, 'payload');
+  assert.equal(trailer, 'v1');
+});

@@ -346,6 +346,8 @@ class Exchange implements FrameStreamUser, FrameWaiter {
   status = 0;
   grpcStatus = -1;
   localTrailers: OutgoingHttpHeaders | undefined;
+  /** Request trailers (kept for an attempt that starts after they came). */
+  reqTrailers: Headers | undefined;
   responded = false;
   upEnded = false;
   finished = false;
@@ -518,7 +520,8 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     // What this attempt must send: everything kept for a replay, or what waited for the first.
     const body = first ? this.pend : this.retry;
     const bodyBytes = first ? this.pendBytes : this.retryBytes;
-    const endStream = this.clientEnded && bodyBytes === 0;
+    const tr = this.reqTrailers;
+    const endStream = this.clientEnded && bodyBytes === 0 && tr === undefined;
     const u = up.open(this, this.outHeaders!, endStream, this.never);
     if (u === undefined) {
       this.attemptFailed('refused', up.lastError, ErrorCode.REFUSED_STREAM, true);
@@ -531,10 +534,11 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     this.pendBytes = 0;
     if (body !== null && bodyBytes > 0) {
       for (let i = 0; i < body.length; i++) {
-        up.sendData(u, body[i], this.clientEnded && i === body.length - 1);
+        up.sendData(u, body[i], this.clientEnded && tr === undefined && i === body.length - 1);
         if (this.u !== u) return;
       }
     }
+    if (tr !== undefined) up.sendTrailers(u, tr);
   }
 
   onConnError(why: H2AcquireFailure, detail: string): void {
@@ -672,6 +676,7 @@ class Exchange implements FrameStreamUser, FrameWaiter {
   }
 
   onClientTrailers(t: Headers): void {
+    this.reqTrailers = t;
     if (this.u !== undefined) this.up!.sendTrailers(this.u, t);
     else if (this.h1req !== undefined && !this.h1req.writableEnded) this.h1req.end();
   }
