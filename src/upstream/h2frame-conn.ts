@@ -655,7 +655,21 @@ export abstract class FrameConn {
   /** HEADERS (+ CONTINUATION) for `st`, encoded now (HPACK state follows emission order). */
   sendHeaders(st: H2Stream, h: HeaderObjectLike, endStream: boolean, never?: readonly string[]): void {
     if (st.closed || st.localEnded) return;
-    const len = this.enc.encode(h, never);
+    this.writeBlock(st, this.enc.encode(h, never), endStream);
+  }
+
+  /** HEADERS from a decoder's field arrays, minus `skip` names (no header object built). */
+  sendHeaderList(
+    st: H2Stream,
+    d: { names: string[]; values: string[]; count: number; neverIndexed: string[] | undefined },
+    skip: ReadonlySet<string> | undefined,
+    endStream: boolean,
+  ): void {
+    if (st.closed || st.localEnded) return;
+    this.writeBlock(st, this.enc.encodeList(d.names, d.values, d.count, skip, d.neverIndexed), endStream);
+  }
+
+  private writeBlock(st: H2Stream, len: number, endStream: boolean): void {
     const block = this.enc.buf;
     const max = this.peerMaxFrame;
     let p = 0;

@@ -358,6 +358,31 @@ export class HpackEncoder {
     return this.len;
   }
 
+  /**
+   * Encodes fields straight from parallel arrays (a decoder's output), in order, skipping
+   * names in `skip`: forwarding a header block without building an object.
+   */
+  encodeList(
+    names: readonly string[],
+    values: readonly string[],
+    count: number,
+    skip: ReadonlySet<string> | undefined,
+    never?: readonly string[],
+  ): number {
+    this.len = 0;
+    if (this.pendingSizeUpdate >= 0) {
+      this.ensure(8);
+      this.len = writeInt(this.buf, this.len, this.pendingSizeUpdate, 5, 0x20);
+      this.pendingSizeUpdate = -1;
+    }
+    for (let i = 0; i < count; i++) {
+      const n = names[i];
+      if (skip?.has(n)) continue;
+      this.one(n, values[i], never?.includes(n) === true);
+    }
+    return this.len;
+  }
+
   /** Encodes a list of (name, value) pairs in order (tests, raw forwarding). */
   encodePairs(pairs: readonly (readonly [string, string])[]): number {
     this.len = 0;

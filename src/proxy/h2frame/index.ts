@@ -57,6 +57,18 @@ const H1_PAUSE_BYTES = 256 * 1024;
 
 type Headers = Record<string, string | string[]>;
 
+/** Response fields never forwarded to the client (what clientResponseHeaders drops). */
+const RESPONSE_SKIP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  'host',
+  'te',
+]);
+
 export interface H2FrameProxyOptions {
   /** Upstream connection pool (defaults to the process-wide one). */
   upstream?: FramePool;
@@ -606,35 +618,43 @@ class Exchange implements FrameStreamUser, FrameWaiter {
   onHeaders(s: H2Stream, d: HpackDecoder, endStream: boolean): void {
     if (s !== this.u || this.finished) return;
     const c = this.c;
+    // Read straight from the decoder's arrays: the common response is forwarded without
+    // building a header object (fewer short-lived objects, fewer GC pauses).
+    const names = d.names;
+    const values = d.values;
     if (!this.responded) {
       this.retry = null;
       this.creditSkip = 0;
-      const h = headersOf(d);
-      this.status = Number(h[':status']);
-      if (this.grpc) {
-        const gs = h['grpc-status'];
-        if (typeof gs === 'string') this.grpcStatus = Number(gs);
+      for (let i = 0; i < d.count; i++) {
+        const n = names[i];
+        if (n === ':status') this.status = Number(values[i]);
+        else if (n === 'grpc-status' && this.grpc) this.grpcStatus = Number(values[i]);
       }
       if (c.closed) return;
       this.responded = true;
-      const out = clientResponseHeaders(h as IncomingHttpHeaders, this.route!.responseHeaders);
       if (endStream) {
         // Trailers-only (a gRPC error) or an empty body; RFC 9113 §8.1: a complete response
         // before the whole request is followed by RST_STREAM(NO_ERROR).
         this.upEnded = true;
         if (!c.remoteEnded) c.rstOnEnd = true;
       }
-      this.cs.sendHeaders(c, out as HeaderObjectLike, endStream, d.neverIndexed);
+      const rules = this.route!.responseHeaders;
+      if (rules === undefined) this.cs.sendHeaderList(c, d, RESPONSE_SKIP, endStream);
+      else {
+        const out = clientResponseHeaders(headersOf(d) as IncomingHttpHeaders, rules);
+        this.cs.sendHeaders(c, out as HeaderObjectLike, endStream, d.neverIndexed);
+      }
       return;
     }
     // Trailers (grpc-status, grpc-message, -bin metadata) pass untouched.
-    const t = headersOf(d);
     if (this.grpc) {
-      const gs = t['grpc-status'];
-      if (typeof gs === 'string') this.grpcStatus = Number(gs);
+      for (let i = 0; i < d.count; i++) if (names[i] === 'grpc-status') this.grpcStatus = Number(values[i]);
     }
     this.upEnded = true;
-    if (this.localTrailers === undefined && !c.closed) this.cs.sendTrailers(c, t);
+    if (this.localTrailers !== undefined || c.closed || c.localEnded) return;
+    // Behind queued DATA they wait as an object; otherwise they go out now.
+    if (c.q !== null) this.cs.sendTrailers(c, headersOf(d));
+    else this.cs.sendHeaderList(c, d, undefined, true);
   }
 
   onData(s: H2Stream, data: Buffer, endStream: boolean): void {
