@@ -308,3 +308,58 @@ test('request trailers reach the backend after the body', async (t) => {
   assert.equal(body, 'payload');
   assert.equal(trailer, 'v1');
 });
+
+test('slow readers hold at most their stream windows; other clients on the same upstream connection keep flowing', async (t) => {
+  let written = 0;
+  const b = await backend(t, (s, hd) => {
+    s.respond({ ':status': 200 });
+    if (hd[':path'] === '/small') {
+      s.end('small');
+      return;
+    }
+    const chunk = Buffer.alloc(64 * 1024, 5);
+    const pump = (): void => {
+      while (written < 64 << 20 && !s.destroyed) {
+        written += chunk.length;
+        if (!s.write(chunk)) {
+          s.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  });
+  const h = await gateway(t, b.address);
+  const slow = http2.connect(`http://127.0.0.1:${h.port}`);
+  slow.on('error', () => {});
+  t.after(() => slow.destroy());
+  // 20 streams × (1 MiB gateway window + node's buffers) exceed the 16 MiB upstream
+  // connection window: with the connection window credited only as clients read, the
+  // upstream connection would stall for everyone.
+  for (let i = 0; i < 20; i++) {
+    const req = slow.request({ ':path': `/big${i}` });
+    req.on('error', () => {});
+    req.pause();
+  }
+  let last = -1;
+  for (let i = 0; i < 50 && written !== last; i++) {
+    last = written;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(written < 20 * (4 << 20), `backend wrote ${written} bytes for 20 stalled streams`);
+  assert.ok(written > 16 << 20, `backend wrote ${written} bytes`);
+  assert.equal(h.upstream.sessionCount(), 1, 'all on one upstream connection');
+  const c = http2.connect(`http://127.0.0.1:${h.port}`);
+  c.on('error', () => {});
+  t.after(() => c.destroy());
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = c.request({ ':path': '/small' });
+    let s = '';
+    req.on('data', (d: Buffer) => {
+      s += d;
+    });
+    req.on('end', () => resolve(s));
+    req.on('error', reject);
+  });
+  assert.equal(body, 'small');
+});
