@@ -11,6 +11,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lifecycle/overlay.sh"
+# Ports of their own: other benchmark runs on this machine use the default base (21000).
+export BENCH_PORT_BASE=${BENCH_PORT_BASE:-23000}
 rounds=3 secs=10 out=""
 while getopts "r:d:o:" opt; do
   case $opt in
