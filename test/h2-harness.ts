@@ -17,17 +17,8 @@ import type { AccessRecord } from '../src/core/types.js';
 import '../src/health/checks/index.js';
 import { HealthScheduler } from '../src/health/scheduler.js';
 import { createH2FrameProxy } from '../src/proxy/h2frame/index.js';
-import { createHttp2Proxy } from '../src/proxy/http2/index.js';
 import { compileRouter } from '../src/router/compile.js';
-import { H2SessionPool } from '../src/upstream/h2-pool.js';
 import { FramePool } from '../src/upstream/h2frame-pool.js';
-
-/**
- * Which HTTP/2 proxy these tests drive: src/proxy/h2frame (the default, as in
- * src/proxy/registry.ts) or, with `SWITCHYARD_H2_PROXY=node`, the node:http2 one
- * (src/proxy/http2) — the registry honours the same variable.
- */
-export const H2_PROXY_IMPL: 'frame' | 'node' = process.env.SWITCHYARD_H2_PROXY === 'node' ? 'node' : 'frame';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const PROTOS = path.join(here, '..', 'protos');
@@ -242,17 +233,8 @@ export async function startHarness(yaml: string, opts: { health?: boolean } = {}
     },
     draining: false,
   };
-  let upstream: Harness['upstream'];
-  let proxy: ProtocolProxy;
-  if (H2_PROXY_IMPL === 'frame') {
-    const fp = new FramePool({ pingInterval: 1000, pingTimeout: 1000 });
-    upstream = fp;
-    proxy = createH2FrameProxy(ctx, { upstream: fp });
-  } else {
-    const np = new H2SessionPool({ pingInterval: 1000, pingTimeout: 1000 });
-    upstream = np;
-    proxy = createHttp2Proxy(ctx, { upstream: np });
-  }
+  const upstream = new FramePool({ pingInterval: 1000, pingTimeout: 1000 });
+  const proxy = createH2FrameProxy(ctx, { upstream });
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     sockets.add(socket);

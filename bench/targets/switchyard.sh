@@ -17,7 +17,7 @@
 # SWITCHYARD_BUILD=1; SWITCHYARD_SNAPSHOT=0 runs <repo>/dist in place),
 # SWITCHYARD_EXTRA_GLOBAL (extra YAML lines under global:, e.g.
 # "  limits: { pipelined: 64 }"). Other SWITCHYARD_* variables reach the
-# gateway through the environment (e.g. SWITCHYARD_H2_PROXY=node) and are shown
+# gateway through the environment and are shown
 # in the table's notes.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
@@ -121,7 +121,7 @@ notes=()
 while IFS= read -r kv; do
   case ${kv%%=*} in
     SWITCHYARD_CMD | SWITCHYARD_BUILD | SWITCHYARD_SNAPSHOT | SWITCHYARD_SNIFF | SWITCHYARD_EXTRA_GLOBAL) ;;
-    *) notes+=("env $kv") ;; # e.g. SWITCHYARD_H2_PROXY=node, read by the gateway itself
+    *) notes+=("env $kv") ;; # read by the gateway itself
   esac
 done < <(env | grep '^SWITCHYARD_' | sort)
 [[ -n ${SWITCHYARD_SNIFF:-} ]] && notes+=("sniff $SWITCHYARD_SNIFF")

@@ -3,7 +3,6 @@ import type { GatewayContext, ProtocolProxy } from '../core/proxy.js';
 import type { SniffClass } from '../core/types.js';
 import { createH2FrameProxy } from './h2frame/index.js';
 import { createHttp1Proxy } from './http1/index.js';
-import { createHttp2Proxy } from './http2/index.js';
 import { createTcpProxy } from './tcp/index.js';
 import { createThriftProxy } from './thrift/index.js';
 
@@ -13,6 +12,6 @@ type Factory = (ctx: GatewayContext) => ProtocolProxy;
 export const PROXIES: Partial<Record<SniffClass, Factory>> = {
   tcp: createTcpProxy,
   http1: createHttp1Proxy,
-  h2: (ctx) => (process.env.SWITCHYARD_H2_PROXY === 'node' ? createHttp2Proxy(ctx) : createH2FrameProxy(ctx)),
+  h2: createH2FrameProxy,
   thrift: createThriftProxy,
 };

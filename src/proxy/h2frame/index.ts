@@ -1,8 +1,8 @@
 // Frame-level HTTP/2 and gRPC proxy: client connections and pooled upstream connections
 // both speak our own codec (src/codec/http2, src/upstream/h2frame-*.ts) instead of
-// node:http2. Every client stream is routed, balanced and forwarded on its own, with the
-// same behaviour as the node:http2 proxy (src/proxy/http2, docs/http2-grpc.md): the same
-// RouteKey, header rules, retries, gRPC status mapping and one access record per stream.
+// node:http2. Every client stream is routed, balanced and forwarded on its own
+// (docs/http2-grpc.md): RouteKey, header rules, retries, gRPC status mapping and one
+// access record per stream.
 //
 // Per stream: one Exchange plus one H2Stream per side. DATA payloads go from one socket's
 // read buffer to the other socket as slices; a stream's receive window is credited back to
@@ -44,7 +44,7 @@ import {
   cookieValue,
   headerString,
   upstreamRequestHeaders,
-} from '../http2/headers.js';
+} from './headers.js';
 
 // Windows we advertise to clients: large enough for 4 MiB messages to stream without a
 // round trip per 64 KiB, and the bound on what one stream can make us hold.

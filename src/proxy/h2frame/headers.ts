@@ -1,5 +1,5 @@
 // Header rebuilding between the client stream and the upstream stream (RFC 9113 §8.2.2:
-// connection-specific fields must not appear in HTTP/2; node throws if we pass them on).
+// connection-specific fields must not appear in HTTP/2), route header rules, hash keys.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { CompiledHeaderRules } from '../../router/types.js';
 
