@@ -1,5 +1,5 @@
-// Pooled HTTP/2 client sessions to backend servers, shared by the HTTP/2 proxy (one stream
-// per client stream / gRPC call) and the HTTP/1 proxy (HTTP/1 requests sent to h2 pools).
+// Pooled node:http2 client sessions to backend servers, used by the HTTP/1 proxy for HTTP/1
+// requests sent to h2 pools (the HTTP/2 proxy has its own frame-level pool, h2frame-pool.ts).
 //
 // Per server: reuse ready sessions while they have stream slots under the server's
 // SETTINGS_MAX_CONCURRENT_STREAMS, open another session when all are full, stop using a

@@ -1,5 +1,5 @@
 // HTTP/1 client → `protocol: h2` pool: one HTTP/2 stream per request on the sessions of
-// upstream/h2-pool.ts (shared with the HTTP/2 proxy). Request: pseudo-headers from the
+// upstream/h2-pool.ts. Request: pseudo-headers from the
 // request line and Host, hop-by-hop headers dropped, chunked bodies de-chunked into DATA.
 // Response: Content-Length kept when the server sent one, otherwise re-chunked for HTTP/1.1
 // clients (close-delimited for HTTP/1.0); HTTP/2 trailers become chunked trailers.
