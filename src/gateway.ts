@@ -8,7 +8,7 @@ import { formatHostPort, unmapIPv4 } from './core/address.js';
 import { type Logger, logEvent } from './core/logger.js';
 import type { GatewayContext, ListenerSnapshot, ListenerState, ProtocolProxy } from './core/proxy.js';
 import type { AccessRecord, SniffClass, SniffResult, WorkProtocol } from './core/types.js';
-import { HealthScheduler } from './health/scheduler.js';
+import { HealthManager } from './health/manager.js';
 import { TlsTerminator } from './listener/tls.js';
 import { PROXIES } from './proxy/registry.js';
 import { compileRouter } from './router/compile.js';
@@ -18,7 +18,6 @@ import { StatsRegistry } from './stats/registry.js';
 interface LivePool {
   pool: Pool;
   config: PoolConfig;
-  health: HealthScheduler;
 }
 
 interface Binding {
@@ -48,10 +47,12 @@ export class Gateway {
   private connections = 0;
   private stopping = false;
   readonly stats: StatsRegistry;
+  private readonly health: HealthManager;
   readonly ctx: GatewayContext;
 
   private constructor(readonly logger: Logger) {
     this.stats = new StatsRegistry(() => this.view());
+    this.health = new HealthManager(logger);
     const gw = this;
     let accessLog = true;
     this.ctx = {
@@ -143,9 +144,7 @@ export class Gateway {
     for (const [name, cfg] of next.pools) {
       const old = this.pools.get(name);
       const previous = old && old.config.protocol === cfg.protocol ? old.pool : undefined;
-      const pool = new Pool(cfg, previous);
-      // A surviving pool keeps its scheduler (rise/fall streaks continue); see commit below.
-      pools.set(name, { pool, config: cfg, health: old?.health ?? new HealthScheduler(pool, this.logger) });
+      pools.set(name, { pool: new Pool(cfg, previous), config: cfg });
     }
     const poolView = new Map<string, { pool: Pool; config: PoolConfig }>();
     for (const [name, p] of pools) poolView.set(name, { pool: p.pool, config: p.config });
@@ -215,18 +214,14 @@ export class Gateway {
       if (l.tls) this.tls.set(l.name, new TlsTerminator(l.tls));
       else this.tls.delete(l.name);
     }
-    const oldPools = this.pools;
     this.pools = pools;
     this.listeners = states;
     this.config = next;
     this.setAccessLog(next.global.log.access);
     // Nobody reads stats without an admin listener; skip the counting then.
     this.stats.enabled = next.admin?.metrics ?? false;
-    for (const [name, p] of oldPools) if (pools.get(name)?.health !== p.health) p.health.stop();
-    for (const p of pools.values()) {
-      if (oldPools.get(p.pool.name)?.health === p.health) p.health.adopt(p.pool);
-      else p.health.start();
-    }
+    // Surviving pools keep their scheduler (rise/fall streaks continue); removed ones stop.
+    this.health.update([...pools.values()].map((p) => p.pool));
     // Connections that reached a new bind while we were committing are served now.
     for (const b of opened) {
       const waiting = b.pending ?? [];
@@ -401,7 +396,7 @@ export class Gateway {
       logEvent(this.logger, 'listener_stop', { listener: b.state.name, bind: b.key });
     }
     this.bindings.clear();
-    for (const p of this.pools.values()) p.health.stop();
+    this.health.stop();
     this.stats.close();
     const named = new Map<ProtocolProxy, string>();
     for (const [cls, p] of this.proxies) if (!named.has(p)) named.set(p, cls);
