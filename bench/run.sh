@@ -67,6 +67,51 @@ export BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-0}
 export BENCH_PORT_BASE=${BENCH_PORT_BASE:-21000}
 export BENCH_NBACKENDS=${BENCH_NBACKENDS:-1}
 export BENCH_LISTEN_ADDR=127.0.0.1
+# One benchmark at a time per machine: two runs on the same two cores measure
+# each other. Take an exclusive flock on BENCH_LOCK (default
+# /tmp/switchyard-bench.lock; "none" to skip) for the whole run, waiting if
+# another run holds it. A caller that already holds it (e.g.
+# `flock /tmp/switchyard-bench.lock bash bench/run.sh ...`, or a script that
+# runs several benchmarks under one lock) is detected (the lock on an fd of
+# this shell or an ancestor, in /proc/PID/fdinfo) and not waited for.
+BENCH_LOCK=${BENCH_LOCK:-/tmp/switchyard-bench.lock}
+lock_holders() { # PIDs recorded for a flock on BENCH_LOCK (may be a flock(1) that has exited)
+  local ino
+  ino=$(stat -c %i "$BENCH_LOCK" 2>/dev/null) || return 0
+  awk -v ino=":$ino" '$2 == "FLOCK" && substr($6, length($6) - length(ino) + 1) == ino { print $5 }' /proc/locks 2>/dev/null
+}
+caller_holds_lock() { # this shell or an ancestor has BENCH_LOCK open with a flock on it
+  local real p=$BASHPID i f
+  real=$(realpath "$BENCH_LOCK")
+  for ((i = 0; i < 64 && p > 1; i++)); do
+    for f in /proc/$p/fd/*; do
+      [[ $(readlink "$f" 2>/dev/null) == "$real" ]] || continue
+      grep -q '^lock:.*FLOCK' "/proc/$p/fdinfo/${f##*/}" 2>/dev/null && return 0
+    done
+    p=$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null) || return 1
+  done
+  return 1
+}
+if [[ $BENCH_LOCK != none ]]; then
+  : >>"$BENCH_LOCK" || die "cannot open the benchmark lock $BENCH_LOCK (BENCH_LOCK=none to run without)"
+  if caller_holds_lock; then
+    log "benchmark lock $BENCH_LOCK already held by a caller"
+  else
+    exec {BENCH_LOCK_FD}>>"$BENCH_LOCK"
+    if ! flock -n "$BENCH_LOCK_FD"; then
+      for h in $(lock_holders); do
+        if [[ -r /proc/$h/cmdline ]]; then
+          log "waiting for the benchmark lock $BENCH_LOCK, held by pid $h: $(tr '\0' ' ' <"/proc/$h/cmdline" | cut -c1-160)"
+        else
+          log "waiting for the benchmark lock $BENCH_LOCK (taken by pid $h, now held through an fd it passed on)"
+        fi
+      done
+      flock "$BENCH_LOCK_FD"
+      log "benchmark lock taken"
+    fi
+  fi
+fi
+
 RUN_DIR=${OUT:-$BENCH_DIR/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUN_DIR"
 # nginx workers run as an unprivileged user: they must reach the files written here
