@@ -9,11 +9,14 @@
 //     next read (of any tunnel) overwrite bytes still queued. Copying into an exact-size
 //     buffer costs what node's own read path costs (it allocates per read too) and skips
 //     the Readable machinery; no tunnel owns a read buffer while idle;
-//   - the client socket (accepted by net.Server, where `onread` cannot be set) uses 'data';
+//   - the client socket (accepted by net.Server, where `onread` cannot be set) starts on
+//     'data'; the first full-size read (a bulk transfer) re-wraps its handle in a socket of
+//     ours that reads with `onread` the same way (undocumented internals, guarded: without
+//     them the tunnel stays on 'data'). Idle tunnels never pay for the second socket;
 //   - one idle timer per tunnel, on the client socket: every byte either way is a read or a
 //     write on it, and node refreshes a socket's timer on both.
 // docs/sniffing.md (TCP proxy) has the measurements behind these choices.
-import type net from 'node:net';
+import net from 'node:net';
 import type { Pick } from '../../balancer/types.js';
 import type { ClientConn, GatewayContext } from '../../core/proxy.js';
 import type { Outcome, WorkProtocol } from '../../core/types.js';
@@ -37,6 +40,42 @@ const SHARED_BUF = Buffer.allocUnsafe(64 * 1024);
 const BULK_BUF = 256 * 1024;
 /** A read this small in bulk mode means the burst is over: back to the shared buffer. */
 const BULK_EXIT = 16 * 1024;
+/**
+ * A client 'data' chunk this big is a full read of node's default 64 KiB buffer: a bulk
+ * transfer, worth re-wrapping the client socket to read with `onread`.
+ */
+const REWRAP_AT = 64 * 1024;
+
+/** The parts of an accepted socket's libuv handle a re-wrap relies on (node internals). */
+interface StreamHandle {
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(b: Uint8Array): void;
+}
+type Internals = { _handle: StreamHandle | null; _readableState?: { ended?: boolean } };
+
+/**
+ * Whether `s`, an accepted plain TCP socket, can hand its handle to a socket of ours:
+ * nothing buffered either way, no FIN read, and the internals where this node keeps them.
+ */
+function rewrappable(s: net.Socket): boolean {
+  if (s.constructor !== net.Socket || s.destroyed || s.readableLength !== 0) return false;
+  if (s.writableLength !== 0 || s.writableEnded) return false;
+  const i = s as unknown as Internals;
+  const h = i._handle;
+  return (
+    i._readableState?.ended === false &&
+    h !== null &&
+    typeof h === 'object' &&
+    typeof h.readStart === 'function' &&
+    typeof h.readStop === 'function' &&
+    typeof h.useUserBuffer === 'function'
+  );
+}
+
+/** Process-wide count of client sockets re-wrapped to `onread` (tests, diagnostics). */
+export const rewrapStats = { rewrapped: 0, fallback: 0 };
 
 export interface TunnelOwner {
   readonly ctx: GatewayContext;
@@ -45,7 +84,15 @@ export interface TunnelOwner {
 }
 
 export class Tunnel {
-  readonly client: TunnelSocket;
+  /** The socket the client's bytes flow through: the accepted one, or ours after a re-wrap. */
+  client: TunnelSocket;
+  /**
+   * After a re-wrap: the accepted socket, handle-less, kept open so that whoever tracks it
+   * (the gateway's maxconn and drain bookkeeping) sees it close when the tunnel's does.
+   */
+  private accepted: TunnelSocket | null = null;
+  /** A re-wrap is scheduled or done (or was found impossible): never try twice. */
+  private rewrapTried = false;
   upstream: TunnelSocket | null = null;
   private pick: Extract<Pick, { ok: true }> | null = null;
   private route: CompiledRoute | undefined;
@@ -68,6 +115,10 @@ export class Tunnel {
   private readonly ownWritten = (): void => this.clientDrain();
   /** Client reads stopped because the backend's write buffer is full. */
   private clientPaused = false;
+  /** Client (re-wrapped) bulk mode: its own read buffer, and the write callback for it. */
+  private cOwn: Buffer | null = null;
+  private cBulk = false;
+  private cOwnWritten: (() => void) | null = null;
 
   constructor(
     private readonly owner: TunnelOwner,
@@ -192,6 +243,96 @@ export class Tunnel {
       this.clientPaused = true;
       this.client.pause();
     }
+    if (chunk.length >= REWRAP_AT && !this.rewrapTried) {
+      this.rewrapTried = true;
+      // Not inside the 'data' event: node's read path still holds the handle for this
+      // read. Next tick runs before the event loop can read again.
+      this.client.pause();
+      process.nextTick(rewrapNT, this);
+    }
+  }
+
+  /**
+   * Moves the accepted socket's handle into a socket of ours that reads with `onread`
+   * (node offers no `onread` for accepted sockets). Falls back to 'data' when the
+   * internals are not there or the socket is not in a state to hand over.
+   */
+  rewrap(): void {
+    const old = this.client;
+    if (this.finished || !rewrappable(old)) {
+      rewrapStats.fallback++;
+      if (!this.clientPaused && !old.destroyed) old.resume();
+      return;
+    }
+    const h = (old as unknown as Internals)._handle!;
+    if (h.reading) {
+      h.reading = false;
+      h.readStop();
+    }
+    old.removeListener('data', onClientData);
+    old.removeListener('end', onClientEnd);
+    old.removeListener('error', onClientError);
+    old.removeListener('close', onClientClose);
+    old.removeListener('drain', onClientDrain);
+    old.removeListener('timeout', onClientTimeout);
+    const idleMs = old.timeout ?? 0;
+    if (idleMs > 0) old.setTimeout(0);
+    (old as unknown as Internals)._handle = null;
+    this.cBulk = true;
+    const c: TunnelSocket = new net.Socket({
+      handle: h,
+      allowHalfOpen: true,
+      pauseOnCreate: this.clientPaused,
+      onread: {
+        buffer: () => this.cNextBuf(),
+        callback: (n: number, buf: Uint8Array) => this.cRead(n, buf as Buffer),
+      },
+    } as net.SocketConstructorOpts);
+    c[TUNNEL] = this;
+    c.on('error', onClientError);
+    c.on('close', onClientClose);
+    c.on('end', onClientEnd);
+    c.on('drain', onClientDrain);
+    c.on('timeout', onClientTimeout);
+    if (idleMs > 0) c.setTimeout(idleMs);
+    rewrapStats.rewrapped++;
+    this.client = c;
+    this.accepted = old;
+    old.on('close', onAcceptedClose);
+  }
+
+  /** Client bytes → backend, on the re-wrapped socket. Mirrors `upRead`. */
+  private cRead(n: number, buf: Buffer): boolean {
+    const up = this.upstream!;
+    if (up.destroyed) return false;
+    if (buf === SHARED_BUF) {
+      const chunk = Buffer.allocUnsafe(n);
+      buf.copy(chunk, 0, 0, n);
+      if (n === buf.length) this.cBulk = true;
+      if (up.write(chunk)) return true;
+      this.clientPaused = true;
+      return false;
+    }
+    if (this.cOwnWritten === null) this.cOwnWritten = () => this.upstreamDrain();
+    up.write(n === buf.length ? buf : buf.subarray(0, n), this.cOwnWritten);
+    if (n < BULK_EXIT) this.cBulk = false;
+    if (up.writableLength === 0) return true;
+    this.clientPaused = true;
+    return false;
+  }
+
+  private cNextBuf(): Buffer {
+    if (!this.cBulk) {
+      this.cOwn = null;
+      return SHARED_BUF;
+    }
+    if (this.cOwn === null) this.cOwn = Buffer.allocUnsafe(BULK_BUF);
+    return this.cOwn;
+  }
+
+  /** The accepted socket was destroyed by someone else (e.g. a stop): end the tunnel too. */
+  acceptedClosed(): void {
+    if (!this.client.destroyed) this.client.destroy();
   }
 
   clientEnd(): void {
@@ -212,7 +353,8 @@ export class Tunnel {
   }
 
   upstreamDrain(): void {
-    if (this.clientPaused) {
+    // A pending write may still reference the client's own read buffer: wait for all of it.
+    if (this.clientPaused && (this.cOwn === null || this.upstream!.writableLength === 0)) {
       this.clientPaused = false;
       this.client.resume();
     }
@@ -247,6 +389,8 @@ export class Tunnel {
 
   clientClose(): void {
     this.clientClosed = true;
+    // Lets the gateway's bookkeeping for the accepted socket see the close.
+    this.accepted?.destroy();
     const up = this.upstream;
     if (up === null) {
       // Refused, or gone while connecting (the connect result is cleaned up when it comes).
@@ -304,8 +448,9 @@ export class Tunnel {
       pool: route?.pool?.name,
       server: pick?.member.name,
       client: this.conn.clientAddr,
+      // After a re-wrap the handle's read count covers both sockets; writes are per socket.
       bytes_in: c.bytesRead,
-      bytes_out: c.bytesWritten,
+      bytes_out: c.bytesWritten + (this.accepted?.bytesWritten ?? 0),
       duration_ms: Math.round((performance.now() - this.t0) * 1000) / 1000,
       outcome,
       detail: this.detail,
@@ -333,6 +478,12 @@ function onClientClose(this: TunnelSocket): void {
 }
 function onClientTimeout(this: TunnelSocket): void {
   this[TUNNEL]?.timeout();
+}
+function onAcceptedClose(this: TunnelSocket): void {
+  this[TUNNEL]?.acceptedClosed();
+}
+function rewrapNT(t: Tunnel): void {
+  t.rewrap();
 }
 function onUpstreamEnd(this: TunnelSocket): void {
   this[TUNNEL]?.upstreamEnd();
