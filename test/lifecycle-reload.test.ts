@@ -62,12 +62,13 @@ test('gRPC, HTTP/1 keep-alive, Thrift and TCP through repeated reloads: zero fai
     h1Connects++;
   });
   const th = await connectClient({ port, transport: 'framed', protocol: 'binary' });
-  const thSlow = await connectClient({ port, transport: 'framed', protocol: 'binary' });
+  // Connected right before its first call: a silent client would be sniffed as TCP after 1s.
+  let thSlow: Awaited<ReturnType<typeof connectClient>> | undefined;
   const h1Slow = new UndiciPool(`http://127.0.0.1:${port}`, { connections: 1 });
   t.after(async () => {
     g.close();
     th.close();
-    thSlow.close();
+    thSlow?.close();
     await h1.close();
     await h1Slow.close();
     await gw.stop();
@@ -131,7 +132,9 @@ test('gRPC, HTTP/1 keep-alive, Thrift and TCP through repeated reloads: zero fai
   const slowHttp = h1Slow
     .request({ path: '/slow?ms=1500', method: 'GET' })
     .then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
-  const slowThrift = call<string>((cb) => (thSlow.calc as CalculatorClient).slow(1500, cb));
+  thSlow = await connectClient({ port, transport: 'framed', protocol: 'binary' });
+  const slowClient = thSlow.calc as CalculatorClient;
+  const slowThrift = call<string>((cb) => slowClient.slow(1500, cb));
   await sleep(100);
 
   const viaAdmin = async (): Promise<{ status: number; body: string }> => {

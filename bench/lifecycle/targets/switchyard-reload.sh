@@ -4,7 +4,8 @@
 # Each reload swaps between the generated config and the same plus one more server
 # (a second member at the same backend address, so it gets its own pooled connections):
 # every reload adds or removes a server. The reloader runs on the load CPU and is not
-# in the target's PID file, so its few fork/exec per second are not charged to the proxy.
+# in the target's PID file, so its work is not charged to the proxy. RELOAD_SAME=1 reloads
+# the unchanged config instead (target switchyard-reload-same).
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/../lib/common.sh"
@@ -22,6 +23,10 @@ pid=$(tail -n 1 "$BENCH_WORKDIR/pids")
 cfg=$BENCH_WORKDIR/switchyard.yaml
 cp "$cfg" "$cfg.a"
 last=$(grep -E '^ +- \{ address: ' "$cfg" | tail -n 1)
-{ cat "$cfg"; echo "${last/\{ address:/\{ name: reload-added, address:}"; } >"$cfg.b"
+if [[ ${RELOAD_SAME:-} == 1 ]]; then
+  cp "$cfg" "$cfg.b" # every reload applies the same config: the cost of a reload alone
+else
+  { cat "$cfg"; echo "${last/\{ address:/\{ name: reload-added, address:}"; } >"$cfg.b"
+fi
 taskset -c "$BENCH_LOAD_CPU" node "$(dirname "$(dirname "$(readlink -f "$0")")")/reloader.js" "$pid" "$cfg" "${RELOAD_INTERVAL:-1}" </dev/null >>"$BENCH_WORKDIR/reloader.log" 2>&1 &
 echo $! >"$BENCH_WORKDIR/reloader.pid"
