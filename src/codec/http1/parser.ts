@@ -56,58 +56,108 @@ export const BODY_CHUNKED = 2;
 /** Response only: the body runs until the server closes. */
 export const BODY_CLOSE = 3;
 
-interface Fields {
-  /** Header names as sent, lower-cased names and values, index-aligned. */
-  names: string[];
-  lower: string[];
-  values: string[];
-  contentLength: number; // -1 when absent
-  chunked: boolean;
+/**
+ * Field kinds the proxy acts on, found while parsing (by length and a case-insensitive
+ * compare: no lower-cased string per field). Everything else is F_OTHER.
+ */
+export const F_OTHER = 0;
+export const F_CONNECTION = 1;
+export const F_KEEP_ALIVE = 2;
+export const F_PROXY_CONNECTION = 3;
+export const F_TE = 4;
+export const F_XFP = 5;
+export const F_UPGRADE = 6;
+export const F_XFF = 7;
+export const F_FORWARDED = 8;
+export const F_HOST = 9;
+export const F_CONTENT_LENGTH = 10;
+export const F_TRANSFER_ENCODING = 11;
+export const F_EXPECT = 12;
+
+/** Numbers per field in `Fields.offs`: line start, colon, value start, value end, kind. */
+export const FIELD_STRIDE = 5;
+
+/**
+ * Parsed fields. The strings of names and values are made only when asked for (most
+ * exchanges forward head bytes as ranges and never need them): `offs` holds, per field,
+ * offsets into `head` (the head as a latin1 string from its first line); `head[i]` is the
+ * byte at `headBase + i` of the parsed buffer's head.
+ */
+class Fields {
+  head = '';
+  /** Offset in the head bytes (from the parse start) where `head` begins (leading CRLFs). */
+  headBase = 0;
+  offs: number[] = [];
+  contentLength = -1; // -1 when absent
+  /** Content-Length fields seen; a value that was a list counts 2 (needs normalising). */
+  clCount = 0;
+  chunked = false;
   /** A Transfer-Encoding was present (even when not `chunked`). */
-  te: boolean;
-  close: boolean;
-  keepAliveToken: boolean;
-  upgradeToken: boolean;
+  te = false;
+  close = false;
+  keepAliveToken = false;
+  upgradeToken = false;
   /** Connection-listed names other than close/keep-alive/upgrade: hop-by-hop too. */
-  connTokens: string[] | undefined;
+  connTokens: string[] | undefined = undefined;
+  private n: string[] | undefined = undefined;
+  private l: string[] | undefined = undefined;
+  private v: string[] | undefined = undefined;
+
+  /** Header names as sent. */
+  get names(): string[] {
+    if (this.n === undefined) {
+      const o = this.offs;
+      const out: string[] = [];
+      for (let i = 0; i < o.length; i += FIELD_STRIDE) out.push(this.head.slice(o[i], o[i + 1]));
+      this.n = out;
+    }
+    return this.n;
+  }
+
+  /** Lower-cased names, index-aligned with `names`. */
+  get lower(): string[] {
+    if (this.l === undefined) {
+      const n = this.names;
+      const out: string[] = [];
+      for (let i = 0; i < n.length; i++) out.push(n[i].toLowerCase());
+      this.l = out;
+    }
+    return this.l;
+  }
+
+  /** Values (surrounding whitespace removed), index-aligned with `names`. */
+  get values(): string[] {
+    if (this.v === undefined) {
+      const o = this.offs;
+      const out: string[] = [];
+      for (let i = 0; i < o.length; i += FIELD_STRIDE) out.push(this.head.slice(o[i + 2], o[i + 3]));
+      this.v = out;
+    }
+    return this.v;
+  }
 }
 
-export interface Http1Request extends Fields {
-  method: string;
-  target: string;
+export class Http1Request extends Fields {
+  method = '';
+  target = '';
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
-  minor: number;
+  minor = 1;
   /** Bytes of the head including its final CRLFCRLF (and leading empty lines). */
-  headBytes: number;
-  host: string | undefined;
-  bodyKind: number;
-  keepAlive: boolean;
+  headBytes = 0;
+  host: string | undefined = undefined;
+  bodyKind = BODY_NONE;
+  keepAlive = true;
   /** Value of `Upgrade` when `Connection: upgrade` asked for it. */
-  upgrade: string | undefined;
-  expectContinue: boolean;
+  upgrade: string | undefined = undefined;
+  expectContinue = false;
 }
 
-export interface Http1Response extends Fields {
-  minor: number;
-  status: number;
-  reason: string;
-  headBytes: number;
-  keepAlive: boolean;
-}
-
-function newFields(): Fields {
-  return {
-    names: [],
-    lower: [],
-    values: [],
-    contentLength: -1,
-    chunked: false,
-    te: false,
-    close: false,
-    keepAliveToken: false,
-    upgradeToken: false,
-    connTokens: undefined,
-  };
+export class Http1Response extends Fields {
+  minor = 1;
+  status = 0;
+  reason = '';
+  headBytes = 0;
+  keepAlive = true;
 }
 
 function isDigits(s: string): boolean {
@@ -119,6 +169,43 @@ function isDigits(s: string): boolean {
   return true;
 }
 
+/** True when `s[pos..pos+name.length)` equals lower-case `name` ignoring ASCII case (token bytes). */
+function eqName(s: string, pos: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    // `| 0x20` lower-cases letters; the other token bytes never map onto a letter or '-'.
+    if ((s.charCodeAt(pos + i) | 0x20) !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function fieldKind(s: string, pos: number, len: number): number {
+  switch (len) {
+    case 2:
+      return eqName(s, pos, 'te') ? F_TE : F_OTHER;
+    case 4:
+      return eqName(s, pos, 'host') ? F_HOST : F_OTHER;
+    case 6:
+      return eqName(s, pos, 'expect') ? F_EXPECT : F_OTHER;
+    case 7:
+      return eqName(s, pos, 'upgrade') ? F_UPGRADE : F_OTHER;
+    case 9:
+      return eqName(s, pos, 'forwarded') ? F_FORWARDED : F_OTHER;
+    case 10:
+      if (eqName(s, pos, 'connection')) return F_CONNECTION;
+      return eqName(s, pos, 'keep-alive') ? F_KEEP_ALIVE : F_OTHER;
+    case 14:
+      return eqName(s, pos, 'content-length') ? F_CONTENT_LENGTH : F_OTHER;
+    case 15:
+      return eqName(s, pos, 'x-forwarded-for') ? F_XFF : F_OTHER;
+    case 16:
+      return eqName(s, pos, 'proxy-connection') ? F_PROXY_CONNECTION : F_OTHER;
+    case 17:
+      if (eqName(s, pos, 'transfer-encoding')) return F_TRANSFER_ENCODING;
+      return eqName(s, pos, 'x-forwarded-proto') ? F_XFP : F_OTHER;
+  }
+  return F_OTHER;
+}
+
 /**
  * Parses header lines of `s` from `pos`; `s` ends with the CRLF of the last line. Returns an
  * error reason or undefined. Records Host/Upgrade/Expect via `extra` when given.
@@ -126,6 +213,7 @@ function isDigits(s: string): boolean {
 function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | undefined): string | undefined {
   let teValue = '';
   const len = s.length;
+  const offs = f.offs;
   while (pos < len) {
     const e = s.indexOf('\r\n', pos);
     const c0 = s.charCodeAt(pos);
@@ -150,18 +238,17 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
     for (let i = vs; i < ve; i++) {
       if (VALUE[s.charCodeAt(i)] !== 1) return 'bad header value';
     }
-    const name = s.slice(pos, colon);
-    const lower = name.toLowerCase();
-    const value = s.slice(vs, ve);
-    f.names.push(name);
-    f.lower.push(lower);
-    f.values.push(value);
-    switch (lower) {
-      case 'content-length': {
+    const kind = fieldKind(s, pos, colon - pos);
+    offs.push(pos, colon, vs, ve, kind);
+    switch (kind) {
+      case F_CONTENT_LENGTH: {
         // A list of identical values is allowed (RFC 9112 §6.3 item 5); anything else is not.
+        const value = s.slice(vs, ve);
         let n = -1;
+        f.clCount++;
         if (isDigits(value)) n = Number(value);
         else {
+          f.clCount++;
           for (const part of value.split(',')) {
             const t = part.trim();
             if (!isDigits(t)) return 'bad content-length';
@@ -174,11 +261,14 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
         f.contentLength = n;
         break;
       }
-      case 'transfer-encoding':
+      case F_TRANSFER_ENCODING: {
+        const value = s.slice(vs, ve);
         f.te = true;
         teValue = teValue === '' ? value : `${teValue}, ${value}`;
         break;
-      case 'connection':
+      }
+      case F_CONNECTION: {
+        const value = s.slice(vs, ve);
         for (const part of value.split(',')) {
           const t = part.trim().toLowerCase();
           if (t === 'close') f.close = true;
@@ -190,17 +280,19 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
           }
         }
         break;
-      case 'host':
+      }
+      case F_HOST:
         if (extra !== undefined) {
           if (extra.host !== undefined) return 'duplicate host';
-          extra.host = value;
+          extra.host = s.slice(vs, ve);
         }
         break;
-      case 'upgrade':
-        if (extra !== undefined) extra.upgrade = value;
+      case F_UPGRADE:
+        if (extra !== undefined) extra.upgrade = s.slice(vs, ve);
         break;
-      case 'expect':
-        if (extra !== undefined && value.toLowerCase() === '100-continue') extra.expectContinue = true;
+      case F_EXPECT:
+        if (extra !== undefined && s.slice(vs, ve).toLowerCase() === '100-continue')
+          extra.expectContinue = true;
         break;
     }
     pos = e + 2;
@@ -248,14 +340,13 @@ export function parseRequest(buf: Buffer, start: number, maxHead: number): Http1
   const mc = s.charCodeAt(sp2 + 8);
   if (mc !== 0x30 && mc !== 0x31) return new HeadError(505, 'http version not supported');
   const minor = mc - 0x30;
-  const req = newFields() as Http1Request;
+  const req = new Http1Request();
+  req.head = s;
+  req.headBase = p - start;
   req.method = s.slice(0, sp1);
   req.target = s.slice(sp1 + 1, sp2);
   req.minor = minor;
   req.headBytes = headBytes;
-  req.host = undefined;
-  req.upgrade = undefined;
-  req.expectContinue = false;
   const err = parseFields(s, eol + 2, req, req);
   if (err !== undefined) {
     return new HeadError(err === 'unsupported transfer-coding' ? 501 : 400, err);
@@ -302,7 +393,8 @@ export function parseResponse(buf: Buffer, start: number, maxHead: number): Http
   for (let i = 13; i < eol; i++) {
     if (VALUE[s.charCodeAt(i)] !== 1) return new HeadError(502, 'bad reason phrase');
   }
-  const res = newFields() as Http1Response;
+  const res = new Http1Response();
+  res.head = s;
   res.minor = mc - 0x30;
   res.status = status;
   res.reason = eol > 13 ? s.slice(13, eol) : '';

@@ -14,6 +14,14 @@ import {
   CHUNK_ERROR,
   CHUNK_MORE,
   ChunkedDecoder,
+  F_CONNECTION,
+  F_FORWARDED,
+  F_KEEP_ALIVE,
+  F_OTHER,
+  F_PROXY_CONNECTION,
+  F_UPGRADE,
+  F_XFF,
+  FIELD_STRIDE,
   HeadError,
   type Http1Request,
   type Http1Response,
@@ -247,6 +255,7 @@ export class Session implements H1UpstreamHandler {
         this.qScan = this.qHeads = 0;
       }
       this.headStart = 0;
+      this.headSrc = buf;
       this.startRequest(r, snap);
     }
   }
@@ -363,6 +372,8 @@ export class Session implements H1UpstreamHandler {
     this.t0 = performance.now();
     this.req = req;
     this.snap = snap;
+    this.targetRewritten = false;
+    this.pendingHead = undefined;
     this.bytesIn = req.headBytes;
     this.bytesOut = 0;
     this.status = 0;
@@ -401,6 +412,7 @@ export class Session implements H1UpstreamHandler {
         host = m[1];
         target = m[2] === '' ? '/' : m[2];
         req.target = target;
+        this.targetRewritten = true;
       } else if (target === '*' && req.method === 'OPTIONS') {
         // asterisk-form: forwarded as is
       } else {
@@ -518,10 +530,10 @@ export class Session implements H1UpstreamHandler {
     if (this.downBlocked) sock.pause();
     const early = this.early;
     this.early = null;
-    if (early === null) sock.write(this.requestHead(), 'latin1');
+    if (early === null) this.writeHead(sock);
     else {
       sock.cork();
-      sock.write(this.requestHead(), 'latin1');
+      this.writeHead(sock);
       this.takeBody(early);
       sock.uncork();
     }
@@ -529,6 +541,78 @@ export class Session implements H1UpstreamHandler {
     this.lastActive = this.sentAt;
     this.flow();
   }
+
+  private writeHead(sock: H1Conn['socket']): void {
+    const h = this.requestHeadBytes();
+    if (h === null) sock.write(this.requestHead(), 'latin1');
+    else sock.write(h);
+  }
+
+  /**
+   * The usual request head for the upstream as ranges of the client's head bytes (no field
+   * strings): hop-by-hop lines left out, the connection's forwarded lines appended. null when
+   * the head needs field-level work (HTTP/1.0, absolute-form, Upgrade, Connection-listed
+   * names, duplicate or list Content-Length, client X-Forwarded-For/Forwarded, drop/replace
+   * rules): requestHead() then builds it.
+   */
+  private requestHeadBytes(): Buffer | null {
+    const req = this.req!;
+    const src = this.headSrc;
+    if (
+      src === null ||
+      req.minor !== 1 ||
+      this.targetRewritten ||
+      req.upgrade !== undefined ||
+      req.connTokens !== undefined ||
+      req.clCount > 1
+    ) {
+      return null;
+    }
+    const rules =
+      this.route?.requestHeaders !== undefined ? prepareRules(this.route.requestHeaders) : undefined;
+    if (rules !== undefined && (rules.drop.size > 0 || rules.replace.size > 0)) return null;
+    const o = req.offs;
+    const end = req.head.length;
+    const base = req.headBase;
+    let n = end + 2;
+    for (let i = 0; i < o.length; i += FIELD_STRIDE) {
+      const k = o[i + 4];
+      if (k === F_XFF || k === F_FORWARDED) return null;
+      if (k !== F_OTHER && k <= F_UPGRADE)
+        n -= (i + FIELD_STRIDE < o.length ? o[i + FIELD_STRIDE] : end) - o[i];
+    }
+    if (this.fwdBuf === undefined || this.fwdHost !== this.host) {
+      this.fwdHost = this.host;
+      this.fwdLines = this.forwardedLines(undefined, undefined);
+      this.fwdBuf = Buffer.from(this.fwdLines, 'latin1');
+    }
+    const fwd = this.fwdBuf;
+    n += fwd.length;
+    const extra = rules !== undefined ? rules.appendH1 : '';
+    n += extra.length;
+    const out = Buffer.allocUnsafe(n);
+    let pos = 0;
+    let run = 0;
+    for (let i = 0; i < o.length; i += FIELD_STRIDE) {
+      const k = o[i + 4];
+      // connection, keep-alive, proxy-connection, te, x-forwarded-proto, upgrade
+      if (k !== F_OTHER && k <= F_UPGRADE) {
+        if (o[i] > run) pos += src.copy(out, pos, base + run, base + o[i]);
+        run = i + FIELD_STRIDE < o.length ? o[i + FIELD_STRIDE] : end;
+      }
+    }
+    if (end > run) pos += src.copy(out, pos, base + run, base + end);
+    pos += fwd.copy(out, pos);
+    if (extra !== '') pos += out.write(extra, pos, 'latin1');
+    out[pos++] = 13;
+    out[pos] = 10;
+    return out;
+  }
+
+  /** The buffer the current request's head was parsed from (its bytes from offset 0). */
+  private headSrc: Buffer | null = null;
+  private targetRewritten = false;
+  private fwdBuf: Buffer | undefined = undefined;
 
   /** The request head for an HTTP/1.1 upstream. */
   private requestHead(): string {
@@ -739,12 +823,12 @@ export class Session implements H1UpstreamHandler {
         buf = rest;
         continue;
       }
-      this.responseHead(r, rest);
+      this.responseHead(r, buf, rest);
       return;
     }
   }
 
-  private responseHead(r: Http1Response, rest: Buffer | null): void {
+  private responseHead(r: Http1Response, src: Buffer, rest: Buffer | null): void {
     const req = this.req!;
     this.status = r.status;
     this.sstate = S_BODY;
@@ -756,7 +840,6 @@ export class Session implements H1UpstreamHandler {
       this.dechunk = true;
       this.closeAfter = true;
     }
-    const head = this.clientHead(r.status, r.reason, r.names, r.lower, r.values, r.connTokens, this.dechunk);
     if (kind === BODY_LENGTH) this.resLeft = r.contentLength;
     else if (kind === BODY_CHUNKED) {
       this.resChunk = this.dechunk
@@ -766,6 +849,35 @@ export class Session implements H1UpstreamHandler {
         : new ChunkedDecoder(this.snap!.limits.headerBytes);
     }
     if (this.poolCfg !== undefined && r.status >= 502 && r.status <= 504) this.statusFailure = true;
+    const rules = this.resRules;
+    if (
+      !this.dechunk &&
+      r.connTokens === undefined &&
+      (rules === undefined || (rules.drop.size === 0 && rules.replace.size === 0))
+    ) {
+      // The usual case: the head leaves as ranges of the server's bytes (no field strings),
+      // with the body bytes that came with it in the same buffer (one write).
+      if (kind === BODY_NONE) {
+        this.writeDown(this.clientHeadBytes(r, src, null));
+        if (rest !== null) this.reusable = false;
+        this.endExchange('ok');
+        return;
+      }
+      if (rest !== null && kind === BODY_LENGTH && rest.length <= this.resLeft) {
+        this.resLeft -= rest.length;
+        this.writeDown(this.clientHeadBytes(r, src, rest));
+        if (this.resLeft === 0) this.endExchange('ok');
+        return;
+      }
+      const head = this.clientHeadBytes(r, src, null);
+      if (rest === null) this.writeDown(head);
+      else {
+        this.pendingHead = head;
+        this.responseBody(rest);
+      }
+      return;
+    }
+    const head = this.clientHead(r.status, r.reason, r.names, r.lower, r.values, r.connTokens, this.dechunk);
     if (kind === BODY_NONE) {
       this.writeDown(head);
       if (rest !== null) this.reusable = false;
@@ -782,7 +894,50 @@ export class Session implements H1UpstreamHandler {
     if (rest !== null) this.responseBody(rest);
   }
 
-  private pendingHead: string | undefined = undefined;
+  /**
+   * The client's response head built from ranges of the server's head bytes `src[0..)`:
+   * hop-by-hop lines left out, our lines appended, `body` (if any) after it in one buffer.
+   * Only for heads without Connection-listed names and without drop/replace rules.
+   */
+  private clientHeadBytes(r: Http1Response, src: Buffer, body: Buffer | null): Buffer {
+    const o = r.offs;
+    const end = r.head.length; // through the CRLF of the last field line
+    let extra = '';
+    const rules = this.resRules;
+    if (rules !== undefined) extra = rules.appendH1;
+    const persist = this.poolCfg?.persist;
+    if (persist !== undefined && this.pick !== null && this.persistCookie !== this.pick.member.name) {
+      extra += `set-cookie: ${persistSetCookie(persist.cookie, this.pick.member.name)}\r\n`;
+    }
+    if (this.closeAfter) extra += 'connection: close\r\n';
+    else if (this.req!.minor === 0) extra += 'connection: keep-alive\r\n';
+    let n = end + extra.length + 2 + (body === null ? 0 : body.length);
+    for (let i = 0; i < o.length; i += FIELD_STRIDE) {
+      const k = o[i + 4];
+      if (k === F_CONNECTION || k === F_KEEP_ALIVE || k === F_PROXY_CONNECTION) {
+        n -= (i + FIELD_STRIDE < o.length ? o[i + FIELD_STRIDE] : end) - o[i];
+      }
+    }
+    const out = Buffer.allocUnsafe(n);
+    let pos = 0;
+    let run = 0;
+    for (let i = 0; i < o.length; i += FIELD_STRIDE) {
+      const k = o[i + 4];
+      if (k === F_CONNECTION || k === F_KEEP_ALIVE || k === F_PROXY_CONNECTION) {
+        if (o[i] > run) pos += src.copy(out, pos, run, o[i]);
+        run = i + FIELD_STRIDE < o.length ? o[i + FIELD_STRIDE] : end;
+      }
+    }
+    if (end > run) pos += src.copy(out, pos, run, end);
+    out[7] = 0x31; // "HTTP/1.0 " from the server: we speak 1.1 to the client
+    if (extra !== '') pos += out.write(extra, pos, 'latin1');
+    out[pos++] = 13;
+    out[pos++] = 10;
+    if (body !== null) body.copy(out, pos);
+    return out;
+  }
+
+  private pendingHead: string | Buffer | undefined = undefined;
 
   /** writeDown, prefixed with a response head still waiting to be written. */
   private writeBody(b: Buffer): void {
@@ -793,7 +948,8 @@ export class Session implements H1UpstreamHandler {
     }
     this.pendingHead = undefined;
     const out = Buffer.allocUnsafe(head.length + b.length);
-    out.write(head, 0, 'latin1');
+    if (typeof head === 'string') out.write(head, 0, 'latin1');
+    else head.copy(out, 0);
     b.copy(out, head.length);
     this.writeDown(out);
   }
@@ -1047,6 +1203,7 @@ export class Session implements H1UpstreamHandler {
     if (this.rstate !== R_REST) return;
     this.rstate = R_HEAD;
     this.req = null;
+    this.headSrc = null;
     this.lastActive = this.core.clock;
     this.wasFresh = false;
     this.upBlocked = false;
