@@ -206,6 +206,19 @@ function fieldKind(s: string, pos: number, len: number): number {
   return F_OTHER;
 }
 
+/** Why the field line at `pos` is not acceptable (the checks in the order they apply). */
+function lineError(s: string, pos: number): string {
+  const e = s.indexOf('\r\n', pos);
+  const c0 = s.charCodeAt(pos);
+  if (c0 === 0x20 || c0 === 0x09) return 'obs-fold';
+  const colon = s.indexOf(':', pos);
+  if (colon === -1 || colon > e || colon === pos) return 'bad header line';
+  for (let i = pos; i < colon; i++) {
+    if (TOKEN[s.charCodeAt(i)] !== 1) return 'bad header name';
+  }
+  return 'bad header value';
+}
+
 /**
  * Parses header lines of `s` from `pos`; `s` ends with the CRLF of the last line. Returns an
  * error reason or undefined. Records Host/Upgrade/Expect via `extra` when given.
@@ -215,39 +228,35 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
   const len = s.length;
   const offs = f.offs;
   while (pos < len) {
-    const e = s.indexOf('\r\n', pos);
-    const c0 = s.charCodeAt(pos);
-    if (c0 === 0x20 || c0 === 0x09) return 'obs-fold';
-    const colon = s.indexOf(':', pos);
-    if (colon === -1 || colon > e || colon === pos) return 'bad header line';
-    for (let i = pos; i < colon; i++) {
-      if (TOKEN[s.charCodeAt(i)] !== 1) return 'bad header name';
-    }
+    // One pass over the line: token name, ':', value bytes, CRLF. Anything else is an error,
+    // and lineError() tells which.
+    let colon = pos;
+    while (TOKEN[s.charCodeAt(colon)] === 1) colon++;
+    if (colon === pos || s.charCodeAt(colon) !== 0x3a) return lineError(s, pos);
     let vs = colon + 1;
-    while (vs < e) {
-      const c = s.charCodeAt(vs);
-      if (c !== 0x20 && c !== 0x09) break;
-      vs++;
-    }
+    for (let c = s.charCodeAt(vs); c === 0x20 || c === 0x09; c = s.charCodeAt(vs)) vs++;
+    let e = vs;
+    while (VALUE[s.charCodeAt(e)] === 1) e++;
+    if (s.charCodeAt(e) !== 0x0d || s.charCodeAt(e + 1) !== 0x0a) return lineError(s, pos);
     let ve = e;
     while (ve > vs) {
       const c = s.charCodeAt(ve - 1);
       if (c !== 0x20 && c !== 0x09) break;
       ve--;
     }
-    for (let i = vs; i < ve; i++) {
-      if (VALUE[s.charCodeAt(i)] !== 1) return 'bad header value';
-    }
     const kind = fieldKind(s, pos, colon - pos);
     offs.push(pos, colon, vs, ve, kind);
     switch (kind) {
       case F_CONTENT_LENGTH: {
         // A list of identical values is allowed (RFC 9112 §6.3 item 5); anything else is not.
-        const value = s.slice(vs, ve);
-        let n = -1;
+        let n = ve > vs && ve - vs <= 15 ? 0 : -1;
+        for (let i = vs; i < ve && n !== -1; i++) {
+          const c = s.charCodeAt(i);
+          n = c >= 0x30 && c <= 0x39 ? n * 10 + (c - 0x30) : -1;
+        }
         f.clCount++;
-        if (isDigits(value)) n = Number(value);
-        else {
+        if (n === -1) {
+          const value = s.slice(vs, ve);
           f.clCount++;
           for (const part of value.split(',')) {
             const t = part.trim();
@@ -268,8 +277,15 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
         break;
       }
       case F_CONNECTION: {
-        const value = s.slice(vs, ve);
-        for (const part of value.split(',')) {
+        if (ve - vs === 10 && eqName(s, vs, 'keep-alive')) {
+          f.keepAliveToken = true;
+          break;
+        }
+        if (ve - vs === 5 && eqName(s, vs, 'close')) {
+          f.close = true;
+          break;
+        }
+        for (const part of s.slice(vs, ve).split(',')) {
           const t = part.trim().toLowerCase();
           if (t === 'close') f.close = true;
           else if (t === 'keep-alive') f.keepAliveToken = true;
