@@ -155,9 +155,14 @@ export class Http1Request extends Fields {
 export class Http1Response extends Fields {
   minor = 1;
   status = 0;
-  reason = '';
+  /** End of the status line in `head` (the reason phrase is sliced only when asked for). */
+  eol = 0;
   headBytes = 0;
   keepAlive = true;
+
+  get reason(): string {
+    return this.eol > 13 ? this.head.slice(13, this.eol) : '';
+  }
 }
 
 function isDigits(s: string): boolean {
@@ -413,7 +418,7 @@ export function parseResponse(buf: Buffer, start: number, maxHead: number): Http
   res.head = s;
   res.minor = mc - 0x30;
   res.status = status;
-  res.reason = eol > 13 ? s.slice(13, eol) : '';
+  res.eol = eol;
   res.headBytes = headBytes;
   const err = parseFields(s, eol + 2, res, undefined);
   if (err !== undefined) return new HeadError(502, err);
