@@ -54,6 +54,7 @@ listeners:
 pools:
   p:
     protocol: tcp
+    health: { type: none }
     servers:
       - { name: s, address: "127.0.0.1:${port}" }
 `;
@@ -205,4 +206,78 @@ test('after a re-wrap, maxconn still counts the tunnel, and a graceful stop cuts
   assert.equal(rec.outcome, 'cut');
   assert.equal(rec.bytes_in, big.length);
   assert.equal(rec.bytes_out, big.length);
+});
+
+test('a client socket with writes still queued stays on data events (fallback) and carries both directions', async (t) => {
+  // More than loopback's socket buffers can hold (tcp_rmem allows up to 32 MiB here), so
+  // the gateway's writes to the non-reading client must queue. 1 MiB blocks, each stamped
+  // with its index so reordering shows.
+  const block = payload(MiB);
+  const down = Buffer.allocUnsafe(96 * MiB);
+  for (let i = 0; i < 96; i++) {
+    block.copy(down, i * MiB);
+    down.writeUInt32BE(i, i * MiB);
+  }
+  const up = payload(4 * MiB).reverse();
+  let backend: net.Socket | null = null;
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    backend = s;
+    s.on('error', () => {});
+    const h = crypto.createHash('sha256');
+    let n = 0;
+    s.on('data', (d: Buffer) => {
+      n += d.length;
+      h.update(d);
+    });
+    s.on('end', () => s.end(`|${n} ${h.digest('hex')}`));
+    s.write(down);
+  });
+  const port = await listen(server);
+  const gw = await startGateway(config(port));
+  t.after(async () => {
+    await gw.stop();
+    await close(server);
+  });
+  const c = net.connect({ port: gw.port(), host: '127.0.0.1', allowHalfOpen: true });
+  c.on('error', () => {});
+  c.pause(); // not reading: the gateway's writes to this client queue up
+  await new Promise((r) => c.once('connect', r));
+  // The backend is stalled once the gateway stops reading it, which it does only while its
+  // write buffer towards this client holds bytes: wait until the backend's queue stops
+  // moving (5 polls 50 ms apart), bounded.
+  const until = Date.now() + 15_000;
+  let last = -1;
+  let still = 0;
+  while (still < 5 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    const q = backend === null ? 0 : (backend as net.Socket).writableLength;
+    still = q > 0 && q === last ? still + 1 : 0;
+    last = q;
+  }
+  assert.equal(still, 5, 'the backend is stalled behind the non-reading client');
+  const rewrapped = rewrapStats.rewrapped;
+  const fallback = rewrapStats.fallback;
+  const parts: Buffer[] = [];
+  const ended = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no end')), 20_000);
+    c.on('data', (d: Buffer) => parts.push(d));
+    c.on('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  // The upload flows while this client still reads nothing: the gateway's first full-size
+  // read of it finds its writes to the client pending.
+  await sendAll(c, up);
+  c.resume();
+  await ended;
+  const all = Buffer.concat(parts);
+  assert.ok(all.subarray(0, down.length).equals(down), 'every downloaded byte, in order');
+  assert.equal(
+    all.subarray(down.length).toString(),
+    `|${up.length} ${crypto.createHash('sha256').update(up).digest('hex')}`,
+  );
+  assert.equal(rewrapStats.rewrapped, rewrapped, 'no re-wrap while writes were queued');
+  assert.ok(rewrapStats.fallback > fallback, 'the tunnel stayed on data events');
+  c.destroy();
 });
