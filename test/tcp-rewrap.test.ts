@@ -281,3 +281,40 @@ test('a client socket with writes still queued stays on data events (fallback) a
   assert.ok(rewrapStats.fallback > fallback, 'the tunnel stayed on data events');
   c.destroy();
 });
+
+test('the idle timer moves to the re-wrapped socket: a silent tunnel is closed after timeouts.tunnel', async (t) => {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.resume(); // takes everything, answers nothing
+    s.on('end', () => s.end());
+  });
+  const port = await listen(server);
+  const gw = await startGateway(
+    config(port).replace('timeouts: { sniff: 100ms }', 'timeouts: { sniff: 100ms, tunnel: 300ms }'),
+  );
+  t.after(async () => {
+    await gw.stop();
+    await close(server);
+  });
+  const before = rewrapStats.rewrapped;
+  const c = net.connect(gw.port(), '127.0.0.1');
+  c.on('error', () => {});
+  const closed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the silent tunnel was never closed')), 10_000);
+    c.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  c.write(payload(2 * MiB));
+  await closed;
+  assert.ok(rewrapStats.rewrapped > before, 'the tunnel was re-wrapped');
+  const rec = await gw.waitFor((r) => r.type === 'access' && r.proto === 'tcp');
+  assert.equal(rec.outcome, 'timeout');
+  assert.equal(rec.bytes_in, 2 * MiB);
+  const until = Date.now() + 2000;
+  while (gw.gateway.view().listeners[0].connections.active !== 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(gw.gateway.view().listeners[0].connections.active, 0);
+});
