@@ -221,6 +221,8 @@ class H2FrameProxy implements ProtocolProxy {
   readonly ctx: GatewayContext;
   readonly upstream: FramePool;
   readonly conns = new Set<ClientH2Conn>();
+  /** Set when a graceful stop's grace ran out: streams ending now were cut by us. */
+  cutting = false;
   private drainWaiter: (() => void) | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   /** Connection options per (h2_streams, header_bytes), built once. */
@@ -313,6 +315,8 @@ class H2FrameProxy implements ProtocolProxy {
       });
     }
     this.drainWaiter = undefined;
+    // Streams still open now are cut by the grace, not reset by their clients.
+    this.cutting = this.conns.size > 0;
     for (const cs of this.conns) cs.socket.destroy();
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
@@ -760,8 +764,13 @@ class Exchange implements FrameStreamUser, FrameWaiter {
   onLost(s: H2Stream, refused: boolean): void {
     if (s === this.c) {
       if (!this.finished && !this.upEnded && this.outcome === 'ok') {
-        this.outcome = 'client_reset';
-        this.detail = 'client connection closed';
+        if (this.proxy.cutting) {
+          this.outcome = 'cut';
+          this.detail = 'cut when global.grace ran out';
+        } else {
+          this.outcome = 'client_reset';
+          this.detail = 'client connection closed';
+        }
       }
       return;
     }
