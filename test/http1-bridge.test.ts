@@ -5,48 +5,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { h1Request, h2ResponseHeaders, h2ToH1Headers } from '../src/upstream/h1-bridge.js';
-import { get, rawExchange, startBackend, startHarness } from './http1-harness.js';
-
-async function h2Backend(): Promise<{
-  port: number;
-  close(): Promise<void>;
-  seen: http2.IncomingHttpHeaders[];
-}> {
-  const seen: http2.IncomingHttpHeaders[] = [];
-  const server = http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => {
-    sessions.add(s);
-    s.on('close', () => sessions.delete(s));
-  });
-  server.on('stream', (stream, headers) => {
-    seen.push(headers);
-    const parts: Buffer[] = [];
-    stream.on('data', (c: Buffer) => parts.push(c));
-    stream.on('end', () => {
-      const body = Buffer.concat(parts).toString();
-      if (headers[':path'] === '/trailers') {
-        stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
-        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc123' }));
-        stream.end(`h2:${body}`);
-        return;
-      }
-      stream.respond({ ':status': 201, 'x-proto': 'h2' });
-      stream.end(`h2:${headers[':method']}:${headers[':path']}:${headers[':authority']}:${body}`);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    seen,
-    close: () =>
-      new Promise<void>((r) => {
-        // The gateway keeps its upstream session open (pooled): end it from this side.
-        for (const s of sessions) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
+import { get, h2Backend, rawExchange, startBackend, startHarness } from './http1-harness.js';
 
 test('HTTP/1 client to an h2 pool: headers, bodies and trailers translated', async (t) => {
   const h1 = await startBackend('h1');

@@ -1,6 +1,7 @@
 // Shared by the http1-* tests: the HTTP/1 proxy behind a minimal sniff (first chunk), with
 // the real config loader, router and balancer Pool, plus small real node:http backends.
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -207,4 +208,46 @@ export function poolYaml(name: string, ports: number[], extra = ''): string {
 ${extra}    servers:
 ${ports.map((p, i) => `      - { name: ${name}${i + 1}, address: "127.0.0.1:${p}" }`).join('\n')}
 `;
+}
+
+/** A node:http2 backend that records the request headers it saw (h1 → h2 pool tests). */
+export async function h2Backend(): Promise<{
+  port: number;
+  close(): Promise<void>;
+  seen: http2.IncomingHttpHeaders[];
+}> {
+  const seen: http2.IncomingHttpHeaders[] = [];
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  server.on('stream', (stream, headers) => {
+    seen.push(headers);
+    const parts: Buffer[] = [];
+    stream.on('data', (c: Buffer) => parts.push(c));
+    stream.on('end', () => {
+      const body = Buffer.concat(parts).toString();
+      if (headers[':path'] === '/trailers') {
+        stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc123' }));
+        stream.end(`h2:${body}`);
+        return;
+      }
+      stream.respond({ ':status': 201, 'x-proto': 'h2' });
+      stream.end(`h2:${headers[':method']}:${headers[':path']}:${headers[':authority']}:${body}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        // The gateway keeps its upstream session open (pooled): end it from this side.
+        for (const s of sessions) s.destroy();
+        server.close(() => r());
+      }),
+  };
 }
