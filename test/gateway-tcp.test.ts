@@ -230,13 +230,40 @@ test('graceful stop lets an open tunnel finish and refuses new connections', asy
 
 test('silent clients fall back to tcp after the sniff timeout (server-speaks-first)', async (t) => {
   const a = await echoBackend('banner');
-  const gw = await startGateway(config([a]));
+  // An HTTP route makes the listener sniff; the silent client must still reach the tcp route.
+  const cfg = config([a]).replace(
+    '    routes:\n',
+    '    routes:\n      - match: { protocol: http }\n        deny: true\n',
+  );
+  const gw = await startGateway(cfg);
   t.after(async () => {
     await gw.stop();
     await closeBackend(a);
   });
   const { socket, name } = await tunnel(gw.port());
   assert.equal(name, 'banner', 'the banner arrives although the client never spoke first');
+  assert.equal(
+    gw.gateway.view().listeners[0].connections.sniffTimeouts,
+    1,
+    'it went through the sniff timeout',
+  );
+  socket.destroy();
+});
+
+test('a listener whose routes want only tcp skips sniffing', async (t) => {
+  const a = await echoBackend('banner');
+  const gw = await startGateway(config([a]));
+  t.after(async () => {
+    await gw.stop();
+    await closeBackend(a);
+  });
+  const { socket, name } = await tunnel(gw.port());
+  assert.equal(name, 'banner');
+  assert.equal(
+    gw.gateway.view().listeners[0].connections.sniffTimeouts,
+    0,
+    'no sniff wait on a tcp-only listener',
+  );
   socket.destroy();
 });
 
