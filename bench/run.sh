@@ -33,7 +33,7 @@ done
 shift $((OPTIND - 1))
 (($# >= 2)) || { sed -n '2,15p' "$0"; exit 2; }
 
-ALL_SCENARIOS="h1 h2 grpc grpc-lat tcp conns thrift thrift-pipe"
+ALL_SCENARIOS="h1 h1-lat h2 grpc grpc-lat tcp conns thrift thrift-pipe"
 if [[ $1 == all ]]; then SCENARIOS=$ALL_SCENARIOS; else SCENARIOS=${1//,/ }; fi
 shift
 for s in $SCENARIOS; do [[ -f $BENCH_DIR/scenarios/$s.sh ]] || die "unknown scenario: $s"; done
