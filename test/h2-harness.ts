@@ -186,7 +186,10 @@ export interface Harness {
  * The HTTP/2 proxy behind a listener built from YAML (listener binds are ignored: the
  * harness listens on an ephemeral loopback port). `health: true` runs the pools' checks.
  */
-export async function startHarness(yaml: string, opts: { health?: boolean } = {}): Promise<Harness> {
+export async function startHarness(
+  yaml: string,
+  opts: { health?: boolean; clientPing?: { after: number; timeout: number } } = {},
+): Promise<Harness> {
   const loaded = loadConfigText(yaml, '/tmp/switchyard-h2-test.yaml');
   if (!loaded.ok) throw new Error(`bad test config: ${loaded.errors.join('; ')}`);
   const cfg = loaded.config;
@@ -234,7 +237,11 @@ export async function startHarness(yaml: string, opts: { health?: boolean } = {}
     draining: false,
   };
   const upstream = new FramePool({ pingInterval: 1000, pingTimeout: 1000 });
-  const proxy = createH2FrameProxy(ctx, { upstream });
+  const proxy = createH2FrameProxy(ctx, {
+    upstream,
+    clientPingAfter: opts.clientPing?.after,
+    clientPingTimeout: opts.clientPing?.timeout,
+  });
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     sockets.add(socket);

@@ -50,8 +50,13 @@ async function backend(
   return { address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, sessions };
 }
 
-async function gateway(t: After, address: string, listener = '') {
-  const h = await startHarness(yamlFor([{ name: 'b1', address }], { listener }));
+async function gateway(
+  t: After,
+  address: string,
+  listener = '',
+  opts: Parameters<typeof startHarness>[1] = {},
+) {
+  const h = await startHarness(yamlFor([{ name: 'b1', address }], { listener }), opts);
   t.after(() => h.stop());
   return h;
 }
@@ -362,4 +367,38 @@ test('slow readers hold at most their stream windows; other clients on the same 
     req.on('error', reject);
   });
   assert.equal(body, 'small');
+});
+
+test('a client that goes silent with a stream open is PINGed, then dropped; the backend stream is cancelled', async (t) => {
+  let rst: number | undefined;
+  let opened = 0;
+  const b = await backend(t, (s) => {
+    opened++;
+    s.on('close', () => {
+      rst = s.rstCode;
+    });
+    // never answers: the call stays open until someone gives up
+  });
+  const h = await gateway(t, b.address, '', { clientPing: { after: 300, timeout: 300 } });
+  // A live client on the same gateway, quiet too, but its stack answers PINGs.
+  const live = http2.connect(`http://127.0.0.1:${h.port}`);
+  live.on('error', () => {});
+  t.after(() => live.destroy());
+  const liveReq = live.request({ ':method': 'POST', ':path': '/live' }, { endStream: false });
+  liveReq.on('error', () => {});
+  const c = await rawClient(t, h.port);
+  c.sock.write(encodeFrame(FrameType.SETTINGS, Flag.ACK, 0));
+  c.headers(1, GET, false); // request body never comes, nor anything else
+  await waitFor(() => opened === 2);
+  await waitFor(() => c.isClosed(), 10_000);
+  const ping = c.frames.find((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) === 0);
+  assert.ok(ping, 'the gateway sent a PING before giving up');
+  await waitFor(() => rst !== undefined);
+  assert.equal(rst, http2.constants.NGHTTP2_CANCEL);
+  await waitFor(() => h.records.length === 1);
+  assert.equal(h.records[0].outcome, 'timeout');
+  assert.ok(h.logs.some((l) => l.event === 'h2_client_timeout'));
+  // The client that answers PINGs keeps its connection and its stream.
+  assert.equal(live.closed || live.destroyed, false);
+  assert.equal(liveReq.closed, false);
 });

@@ -54,6 +54,13 @@ const CONNECTION_WINDOW = 16 << 20;
 const MAX_REFUSED = 100;
 /** A response queued for a slow client beyond this pauses an HTTP/1 upstream. */
 const H1_PAUSE_BYTES = 256 * 1024;
+/**
+ * Client liveness: a connection with streams open that has sent nothing for this long gets
+ * a PING; no byte back within CLIENT_PING_TIMEOUT and it is gone (vanished peer, no FIN),
+ * so its streams are cancelled upstream instead of holding backend streams for ever.
+ */
+const CLIENT_PING_AFTER = 20_000;
+const CLIENT_PING_TIMEOUT = 10_000;
 
 type Headers = Record<string, string | string[]>;
 
@@ -72,10 +79,19 @@ const RESPONSE_SKIP: ReadonlySet<string> = new Set([
 export interface H2FrameProxyOptions {
   /** Upstream connection pool (defaults to the process-wide one). */
   upstream?: FramePool;
+  /** Client liveness PING: after this much silence with streams open (ms; tests). */
+  clientPingAfter?: number;
+  /** ...and the connection is dropped when nothing arrives within this (ms; tests). */
+  clientPingTimeout?: number;
 }
 
 export function createH2FrameProxy(ctx: GatewayContext, opts: H2FrameProxyOptions = {}): ProtocolProxy {
-  return new H2FrameProxy(ctx, opts.upstream ?? sharedFramePool());
+  return new H2FrameProxy(
+    ctx,
+    opts.upstream ?? sharedFramePool(),
+    opts.clientPingAfter ?? CLIENT_PING_AFTER,
+    opts.clientPingTimeout ?? CLIENT_PING_TIMEOUT,
+  );
 }
 
 /** Header object of the block just decoded (duplicates become arrays). */
@@ -106,6 +122,12 @@ class ClientH2Conn extends FrameConn {
   refused = 0;
   cut = false;
   closing = false;
+  // Liveness (sweep): socket.bytesRead at the last sweep, since when it has not moved, and
+  // when our PING left (0 = none out). Read from node's counter: nothing per read.
+  seenBytes = 0;
+  silentSince = Date.now();
+  pingSentAt = 0;
+  pingTimedOut = false;
 
   constructor(proxy: H2FrameProxy, conn: ClientConn, opts: FrameConnOptions) {
     super(conn.socket, opts);
@@ -225,6 +247,8 @@ class H2FrameProxy implements ProtocolProxy {
   cutting = false;
   private drainWaiter: (() => void) | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly pingAfter: number;
+  private readonly pingTimeout: number;
   /** Connection options per (h2_streams, header_bytes), built once. */
   private readonly optsCache = new Map<string, FrameConnOptions>();
   readonly pickReq: { hashKey: string | undefined; avoid: Member[] | undefined } = {
@@ -232,9 +256,11 @@ class H2FrameProxy implements ProtocolProxy {
     avoid: undefined,
   };
 
-  constructor(ctx: GatewayContext, upstream: FramePool) {
+  constructor(ctx: GatewayContext, upstream: FramePool, pingAfter: number, pingTimeout: number) {
     this.ctx = ctx;
     this.upstream = upstream;
+    this.pingAfter = pingAfter;
+    this.pingTimeout = pingTimeout;
   }
 
   get activeConnections(): number {
@@ -278,15 +304,34 @@ class H2FrameProxy implements ProtocolProxy {
 
   private startSweep(): void {
     if (this.sweepTimer !== undefined) return;
-    this.sweepTimer = setInterval(sweepClients, 1000, this);
+    const every = Math.max(50, Math.min(1000, this.pingTimeout / 2, this.pingAfter / 2));
+    this.sweepTimer = setInterval(sweepClients, every, this);
     this.sweepTimer.unref();
   }
 
-  /** Idle client connections (no open stream for `timeouts.client_idle`) get GOAWAY and close. */
+  /**
+   * Idle client connections (no open stream for `timeouts.client_idle`) get GOAWAY and
+   * close; busy ones that went silent are PINGed and dropped when nothing comes back.
+   */
   sweep(): void {
     const now = Date.now();
     for (const cs of this.conns) {
-      if (cs.active !== 0 || cs.dead) continue;
+      if (cs.dead) continue;
+      const read = cs.socket.bytesRead;
+      if (read !== cs.seenBytes) {
+        cs.seenBytes = read;
+        cs.silentSince = now;
+        cs.pingSentAt = 0;
+      }
+      if (cs.active !== 0) {
+        if (cs.pingSentAt !== 0) {
+          if (now - cs.pingSentAt >= this.pingTimeout) this.clientGone(cs);
+        } else if (now - cs.silentSince >= this.pingAfter) {
+          cs.writePing(now >>> 0);
+          cs.pingSentAt = now;
+        }
+        continue;
+      }
       const idle = cs.conn.listener.current.timeouts.clientIdle;
       if (idle > 0 && now - cs.lastActive >= idle) {
         cs.writeGoaway(cs.lastStreamId, ErrorCode.NO_ERROR);
@@ -297,6 +342,22 @@ class H2FrameProxy implements ProtocolProxy {
       clearInterval(this.sweepTimer);
       this.sweepTimer = undefined;
     }
+  }
+
+  /** A busy client that answered no PING: its streams end as lost (cancelled upstream). */
+  private clientGone(cs: ClientH2Conn): void {
+    this.ctx.logger.warn(
+      {
+        event: 'h2_client_timeout',
+        client: cs.conn.clientAddr,
+        listener: cs.conn.listener.name,
+        streams: cs.active,
+        silent_ms: Date.now() - cs.silentSince,
+      },
+      'HTTP/2 client sent nothing, not even a PING ack: connection closed',
+    );
+    cs.pingTimedOut = true;
+    cs.socket.destroy();
   }
 
   async drain(deadline: number): Promise<void> {
@@ -767,6 +828,9 @@ class Exchange implements FrameStreamUser, FrameWaiter {
         if (this.proxy.cutting) {
           this.outcome = 'cut';
           this.detail = 'cut when global.grace ran out';
+        } else if (this.cs.pingTimedOut) {
+          this.outcome = 'timeout';
+          this.detail = 'client silent, PING unanswered';
         } else {
           this.outcome = 'client_reset';
           this.detail = 'client connection closed';
