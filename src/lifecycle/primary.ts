@@ -8,6 +8,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { GatewayConfig } from '../config/runtime.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import { mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
+import type { StatsJson } from '../stats/render/json.js';
 import type { ReloadResult, ReloadTrigger } from './reload.js';
 import { type FromWorker, isFromWorker, type ToWorker } from './worker.js';
 
@@ -137,10 +138,26 @@ export async function runPrimary(
     );
   };
 
-  const snapshots = async (): Promise<WorkerSnapshot[]> =>
+  const snapshots = async (): Promise<{ worker: number; snap: WorkerSnapshot }[]> =>
     (await ask({ sy: 'stats' }, STATS_TIMEOUT_MS))
       .filter((r) => failed(r.data) === undefined)
-      .map((r) => r.data as WorkerSnapshot);
+      .map((r) => ({ worker: r.worker, snap: r.data as WorkerSnapshot }));
+
+  /** The merged stats plus one line per worker (how evenly connections spread). */
+  const stats = async (): Promise<StatsJson> => {
+    const snaps = await snapshots();
+    const merged = mergeSnapshots(snaps.map((s) => s.snap)).stats;
+    const workers = snaps.map(({ worker, snap }) => {
+      let active = 0;
+      let total = 0;
+      for (const l of snap.stats.listeners) {
+        active += l.connections.active;
+        total += l.connections.total;
+      }
+      return { worker, pid: slots.get(worker)?.worker.process.pid, connections: { active, total } };
+    });
+    return { ...merged, workers } as StatsJson;
+  };
 
   const steer = async (req: SteerRequest): Promise<SteerResult> => {
     const replies = await ask({ sy: 'steer', req }, STEER_TIMEOUT_MS);
@@ -266,9 +283,9 @@ export async function runPrimary(
           ? { user: cfg.admin.auth.user, password: process.env[cfg.admin.auth.passwordEnv] ?? '' }
           : undefined,
         remote: {
-          stats: async () => mergeSnapshots(await snapshots()).stats,
+          stats,
           metrics: async () => {
-            const snaps = await snapshots();
+            const snaps = (await snapshots()).map((s) => s.snap);
             return mergePrometheus(
               snaps.map((s) => s.prom),
               mergeSnapshots(snaps),
