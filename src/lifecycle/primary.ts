@@ -227,6 +227,12 @@ export async function runPrimary(
         if (slots.size === 0) r();
       });
       for (const s of slots.values()) {
+        // A worker still starting listens to no message yet; SIGTERM ends it (the default
+        // action before it is up, the graceful stop once it is).
+        if (!s.ready) {
+          s.worker.process.kill('SIGTERM');
+          continue;
+        }
         try {
           s.worker.send({ sy: 'stop', signal } satisfies ToWorker);
         } catch {
