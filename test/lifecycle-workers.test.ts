@@ -61,7 +61,8 @@ async function startGw(t: TestContext, servers: HttpBackend[], grace?: string): 
   const file = path.join(dir, 'c.yaml');
   fs.writeFileSync(file, yaml(port, admin, servers, grace));
   const child = spawn(CLI[0], [...CLI.slice(1), '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // 'close', not 'exit': every record the processes wrote has been read by then.
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   t.after(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -149,7 +150,7 @@ test('two worker processes share the listener; stats and metrics are summed over
   const pids = new Set(workers.map((w) => w.pid));
   assert.equal(pids.size, 2);
   assert.ok(!pids.has(gw.child.pid as number));
-  assert.equal(workerIds(gw, (r) => r.event === 'started').size, 2);
+  assert.ok(await until(() => workerIds(gw, (r) => r.event === 'started').size === 2, 5000));
 
   const N = 20;
   for (let i = 0; i < N; i++) {
@@ -208,7 +209,10 @@ test('POST state and weight reach every worker; unknown names answer 404', async
   const r = await adminJson(gw, 'POST', '/pools/h/servers/a/state', { state: 'maint' });
   assert.equal(r.status, 200);
   assert.equal(r.json.admin, 'maint');
-  assert.equal(workerIds(gw, (x) => x.event === 'admin' && x.action === 'set_state').size, 2);
+  // Workers log asynchronously: their records may follow the reply by a moment.
+  assert.ok(
+    await until(() => workerIds(gw, (x) => x.event === 'admin' && x.action === 'set_state').size === 2, 5000),
+  );
   const before = a.requests;
   for (let i = 0; i < 10; i++) assert.deepEqual(await get(gw.port), { status: 200, server: 'b' });
   assert.equal(a.requests, before);
@@ -238,7 +242,7 @@ test('SIGHUP reloads every worker with an added server; an invalid file changes 
   fs.writeFileSync(gw.file, yaml(gw.port, gw.admin, [a, b]));
   gw.child.kill('SIGHUP');
   await gw.waitFor((r) => r.event === 'reload' && r.worker === undefined && r.ok === true);
-  assert.equal(workerIds(gw, (r) => r.event === 'reload' && r.ok === true).size, 2);
+  assert.ok(await until(() => workerIds(gw, (r) => r.event === 'reload' && r.ok === true).size === 2, 5000));
   for (let i = 0; i < 40 && b.requests === 0; i++) assert.equal((await get(gw.port)).status, 200);
   assert.ok(b.requests > 0, 'the added server got no request');
 
