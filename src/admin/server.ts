@@ -11,7 +11,7 @@ import { isLoopbackHost } from '../core/address.js';
 import type { AdminState, HostPort } from '../core/types.js';
 import type { GatewayView, StatsRegistry } from '../stats/registry.js';
 import { renderHtml } from '../stats/render/html.js';
-import { buildStats } from '../stats/render/json.js';
+import { buildStats, type StatsJson } from '../stats/render/json.js';
 import { CONTENT_TYPE as PROM_TYPE, renderPrometheus } from '../stats/render/prometheus.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
@@ -20,7 +20,13 @@ export interface AdminOptions {
   bind: HostPort;
   /** Basic auth; the password is already resolved from its environment variable. */
   auth?: { user: string; password: string };
-  stats: StatsRegistry;
+  /** This process's counters; required unless `remote` is given. */
+  stats?: StatsRegistry;
+  /**
+   * Multi-process mode: the stats, metrics and server steering of the worker processes
+   * (src/lifecycle/primary.ts). When set, `stats` and `view` are not used.
+   */
+  remote?: AdminRemote;
   /** Current listeners and pools; defaults to the registry's provider. */
   view?: () => GatewayView;
   reload: () => Promise<ReloadResult>;
@@ -32,6 +38,28 @@ export interface AdminOptions {
   maxBody?: number;
   /** Refresh interval the stats page starts with (ms). */
   refreshMs?: number;
+}
+
+export interface SteerRequest {
+  pool: string;
+  server: string;
+  what: 'state' | 'weight';
+  /** Already validated: an AdminState for 'state', an integer 0–256 for 'weight'. */
+  value: AdminState | number;
+  /** Who asked, for the log. */
+  client: string;
+}
+
+/** The HTTP status and JSON body the admin API answers with. */
+export interface SteerResult {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export interface AdminRemote {
+  stats(): Promise<StatsJson>;
+  metrics(): Promise<string>;
+  steer(req: SteerRequest): Promise<SteerResult>;
 }
 
 export interface AdminServer {
@@ -52,6 +80,79 @@ function steerable(p: PoolLike): p is SteerablePool {
 }
 
 const ADMIN_STATES: readonly AdminState[] = ['ready', 'drain', 'maint'];
+
+function lookup(
+  view: () => GatewayView,
+  poolName: string,
+  serverName: string,
+): { pool: SteerablePool; member: SteerablePool['members'][number] } {
+  const entry = view().pools.get(poolName);
+  if (entry === undefined) throw new HttpError(404, `no pool named "${poolName}"`);
+  if (!steerable(entry.pool)) throw new HttpError(501, `pool "${poolName}" cannot be changed at runtime`);
+  const member = entry.pool.members.find((m) => m.name === serverName);
+  if (member === undefined) throw new HttpError(404, `no server named "${serverName}" in pool "${poolName}"`);
+  return { pool: entry.pool, member };
+}
+
+/**
+ * Sets a server's admin state or weight in this process and logs it; the admin listener
+ * and, in multi-process mode, each worker (on the primary's request) call this.
+ */
+export function applySteer(view: () => GatewayView, req: SteerRequest, log: Logger): SteerResult {
+  try {
+    const { pool, member } = lookup(view, req.pool, req.server);
+    const { pool: poolName, server: serverName, client } = req;
+    if (req.what === 'state') {
+      const from = member.admin;
+      if (!pool.setAdmin(serverName, req.value as AdminState))
+        throw new HttpError(404, `no server named "${serverName}"`);
+      log.info(
+        {
+          type: 'event',
+          event: 'admin',
+          action: 'set_state',
+          pool: poolName,
+          server: serverName,
+          from,
+          to: req.value,
+          client,
+        },
+        'admin state changed',
+      );
+    } else {
+      const from = member.weight;
+      if (!pool.setWeight(serverName, req.value as number))
+        throw new HttpError(404, `no server named "${serverName}"`);
+      log.info(
+        {
+          type: 'event',
+          event: 'admin',
+          action: 'set_weight',
+          pool: poolName,
+          server: serverName,
+          from,
+          to: req.value,
+          client,
+        },
+        'weight changed',
+      );
+    }
+    return {
+      status: 200,
+      body: {
+        ok: true,
+        pool: poolName,
+        server: serverName,
+        state: member.state,
+        admin: member.admin,
+        weight: member.weight,
+      },
+    };
+  } catch (e) {
+    if (e instanceof HttpError) return { status: e.status, body: { ok: false, errors: [e.message] } };
+    throw e;
+  }
+}
 const MAX_URL = 2048;
 
 class HttpError extends Error {
@@ -156,7 +257,12 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       new Error('admin.auth needs a user and a non-empty password (is password_env set?)'),
     );
   }
-  const view = opts.view ?? opts.stats.view;
+  const remote = opts.remote;
+  const stats = opts.stats;
+  if (remote === undefined && stats === undefined)
+    return Promise.reject(new Error('startAdmin needs `stats` or `remote`'));
+  // Unused (and absent) with `remote`: the workers hold the pools.
+  const view = opts.view ?? stats?.view ?? ((): GatewayView => ({ listeners: [], pools: new Map() }));
   const maxBody = opts.maxBody ?? 64 * 1024;
   const log = opts.logger;
   const expected = opts.auth ? digest(`${opts.auth.user}:${opts.auth.password}`) : undefined;
@@ -164,12 +270,8 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   // One reload at a time: a second POST waits for the first and then runs its own.
   let reloading: Promise<unknown> = Promise.resolve();
 
-  const findPool = (name: string): SteerablePool => {
-    const entry = view().pools.get(name);
-    if (entry === undefined) throw new HttpError(404, `no pool named "${name}"`);
-    if (!steerable(entry.pool)) throw new HttpError(501, `pool "${name}" cannot be changed at runtime`);
-    return entry.pool;
-  };
+  const statsJson = (): Promise<StatsJson> =>
+    remote ? remote.stats() : Promise.resolve(buildStats(stats as StatsRegistry));
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
@@ -201,7 +303,7 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         send(
           res,
           200,
-          renderHtml(buildStats(opts.stats), { refreshMs: opts.refreshMs }),
+          renderHtml(await statsJson(), { refreshMs: opts.refreshMs }),
           'text/html; charset=utf-8',
           {
             'content-security-policy':
@@ -211,12 +313,17 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         return;
       case '/stats.json':
         if (!get) throw new HttpError(405, 'use GET', { allow: 'GET, HEAD' });
-        sendJson(res, 200, buildStats(opts.stats));
+        sendJson(res, 200, await statsJson());
         return;
       case '/metrics':
         if (!metricsOn) throw new HttpError(404, 'metrics are off (admin.metrics: false)');
         if (!get) throw new HttpError(405, 'use GET', { allow: 'GET, HEAD' });
-        send(res, 200, await renderPrometheus(opts.stats), PROM_TYPE);
+        send(
+          res,
+          200,
+          remote ? await remote.metrics() : await renderPrometheus(stats as StatsRegistry),
+          PROM_TYPE,
+        );
         return;
       case '/reload': {
         if (method !== 'POST') throw new HttpError(405, 'use POST', { allow: 'POST' });
@@ -251,62 +358,28 @@ export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       } catch {
         throw new HttpError(400, 'bad percent-encoding in path');
       }
-      const pool = findPool(poolName);
-      const member = pool.members.find((m) => m.name === serverName);
-      if (member === undefined)
-        throw new HttpError(404, `no server named "${serverName}" in pool "${poolName}"`);
+      // Locally, unknown names answer 404 before the body is read; the workers of a
+      // multi-process gateway are asked only with a valid body.
+      if (!remote) lookup(view, poolName, serverName);
       const body = await readJson(req, maxBody);
       const client = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+      let value: AdminState | number;
       if (what === 'state') {
         const state = body.state;
         if (typeof state !== 'string' || !ADMIN_STATES.includes(state as AdminState)) {
           throw new HttpError(400, 'state must be one of "ready", "drain", "maint"');
         }
-        const from = member.admin;
-        if (!pool.setAdmin(serverName, state as AdminState))
-          throw new HttpError(404, `no server named "${serverName}"`);
-        log.info(
-          {
-            type: 'event',
-            event: 'admin',
-            action: 'set_state',
-            pool: poolName,
-            server: serverName,
-            from,
-            to: state,
-            client,
-          },
-          'admin state changed',
-        );
+        value = state as AdminState;
       } else {
         const weight = body.weight;
         if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 256) {
           throw new HttpError(400, 'weight must be an integer from 0 to 256');
         }
-        const from = member.weight;
-        if (!pool.setWeight(serverName, weight)) throw new HttpError(404, `no server named "${serverName}"`);
-        log.info(
-          {
-            type: 'event',
-            event: 'admin',
-            action: 'set_weight',
-            pool: poolName,
-            server: serverName,
-            from,
-            to: weight,
-            client,
-          },
-          'weight changed',
-        );
+        value = weight;
       }
-      sendJson(res, 200, {
-        ok: true,
-        pool: poolName,
-        server: serverName,
-        state: member.state,
-        admin: member.admin,
-        weight: member.weight,
-      });
+      const steer: SteerRequest = { pool: poolName, server: serverName, what, value, client };
+      const r = remote ? await remote.steer(steer) : applySteer(view, steer, log);
+      sendJson(res, r.status, r.body);
       return;
     }
     throw new HttpError(404, 'not found');

@@ -1,10 +1,16 @@
-// Runs a gateway from a config file until a signal stops it (SPEC §1 "Signals").
+// Runs a gateway from a config file until a signal stops it (SPEC §1 "Signals"). With
+// `global.workers` other than 1 this process becomes the primary of a cluster
+// (./primary.ts) and each worker runs startFromFile without the admin listener (./worker.ts).
+import cluster from 'node:cluster';
+import os from 'node:os';
 import { startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import type { HostPort } from '../core/types.js';
 import { Gateway } from '../gateway.js';
+import { runPrimary } from './primary.js';
 import { type ReloadTrigger, reloadFromFile } from './reload.js';
+import { runWorker } from './worker.js';
 
 export interface Running {
   gateway: Gateway;
@@ -17,16 +23,24 @@ export interface Running {
 
 export async function startFromFile(
   file: string,
-  opts: { pretty?: boolean; logger?: Logger } = {},
+  opts: {
+    pretty?: boolean;
+    logger?: Logger;
+    /** Start the admin listener when the config has one (default true; workers: false). */
+    admin?: boolean;
+    /** Fields added to every log record (a worker's `worker: id`). */
+    bindings?: Record<string, unknown>;
+  } = {},
 ): Promise<Running> {
   const loaded = loadConfigFile(file);
   if (!loaded.ok) throw Object.assign(new Error('invalid config'), { configErrors: loaded.errors });
   const cfg = loaded.config;
-  const logger = opts.logger ?? createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
+  let logger = opts.logger ?? createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
+  if (opts.bindings) logger = logger.child(opts.bindings);
   const gateway = await Gateway.start(cfg, logger);
   const reload = (by: ReloadTrigger = 'api') => reloadFromFile(gateway, file, logger, by);
   let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
-  if (cfg.admin) {
+  if (cfg.admin && opts.admin !== false) {
     try {
       admin = await startAdmin({
         bind: cfg.admin.bind,
@@ -65,6 +79,14 @@ export async function startFromFile(
 
 /** CLI entry: binds signals, returns the process exit code. */
 export async function runUntilSignal(file: string, opts: { pretty?: boolean }): Promise<number> {
+  if (cluster.isWorker) return runWorker(file, opts);
+  const loaded = loadConfigFile(file);
+  if (!loaded.ok) {
+    process.stderr.write(`${loaded.errors.join('\n')}\n`);
+    return 1;
+  }
+  const n = processCount(loaded.config.global.workers);
+  if (n !== 1) return runPrimary(file, loaded.config, n, opts);
   let running: Running;
   try {
     running = await startFromFile(file, opts);
@@ -75,14 +97,6 @@ export async function runUntilSignal(file: string, opts: { pretty?: boolean }): 
   }
   const { logger } = running;
   logEvent(logger, 'started', { file, pid: process.pid });
-  const workers = running.gateway.currentConfig.global.workers;
-  if (workers !== 1) {
-    // Multi-process mode is not built yet (docs/configuration.md); say so rather than pretend.
-    logger.warn(
-      { type: 'event', event: 'workers_unsupported', workers },
-      'global.workers other than 1 is not supported yet; running one process',
-    );
-  }
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       running.stop(signal).then(() => {
@@ -96,4 +110,9 @@ export async function runUntilSignal(file: string, opts: { pretty?: boolean }): 
       void running.reload('SIGHUP');
     });
   });
+}
+
+/** `global.workers` as a process count: 0 ("auto") is one per core the process may use. */
+export function processCount(workers: number): number {
+  return workers === 0 ? os.availableParallelism() : workers;
 }

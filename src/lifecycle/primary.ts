@@ -1,0 +1,331 @@
+// The primary of a multi-process gateway (docs/operations.md "Multiple processes"): forks
+// the workers (each runs every listener; node:cluster shares the listening sockets), runs
+// the admin listener over their merged stats, fans reloads, server steering and the stop
+// out to them, and replaces a worker that dies (a bounded number of times).
+import cluster, { type Worker } from 'node:cluster';
+import { type AdminServer, type SteerRequest, type SteerResult, startAdmin } from '../admin/server.js';
+import { loadConfigFile } from '../config/load.js';
+import type { GatewayConfig } from '../config/runtime.js';
+import { createLogger, type Logger, logEvent } from '../core/logger.js';
+import { mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
+import type { StatsJson } from '../stats/render/json.js';
+import type { ReloadResult, ReloadTrigger } from './reload.js';
+import { type FromWorker, isFromWorker, type ToWorker } from './worker.js';
+
+/** Replacements allowed within RESTART_WINDOW_MS; beyond that a dead worker stays dead. */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 10_000;
+/** Past `global.grace`, how long the workers get to exit before they are killed. */
+const STOP_MARGIN_MS = 5_000;
+const STATS_TIMEOUT_MS = 3_000;
+const STEER_TIMEOUT_MS = 5_000;
+const RELOAD_TIMEOUT_MS = 60_000;
+const START_TIMEOUT_MS = 60_000;
+
+type Request = { sy: 'stats' } | { sy: 'steer'; req: SteerRequest } | { sy: 'reload'; by: ReloadTrigger };
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  /** Replies awaited from this worker, by request id. */
+  waiting: Map<number, (data: unknown) => void>;
+}
+
+const failed = (data: unknown): string | undefined =>
+  typeof data === 'object' && data !== null && typeof (data as { error?: unknown }).error === 'string'
+    ? (data as { error: string }).error
+    : undefined;
+
+export async function runPrimary(
+  file: string,
+  initial: GatewayConfig,
+  count: number,
+  opts: { pretty?: boolean },
+): Promise<number> {
+  let cfg = initial;
+  const logger: Logger = createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
+  // Round-robin in the primary spreads connections evenly; SCHED_NONE leaves it to the
+  // kernel, which on Linux favours whichever worker is awake (docs/operations.md has the
+  // figures). NODE_CLUSTER_SCHED_POLICY (node's own variable) still overrides.
+  if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_RR;
+
+  const slots = new Map<number, Slot>();
+  const restarts: number[] = [];
+  let nextId = 1;
+  let stopping = false;
+  let started = false;
+  let onAllExited: (() => void) | undefined;
+  let onStartup: ((ok: boolean) => void) | undefined;
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    const slot: Slot = { worker, ready: false, waiting: new Map() };
+    slots.set(worker.id, slot);
+    worker.on('message', (m: unknown) => {
+      if (!isFromWorker(m)) return;
+      const msg = m as FromWorker;
+      if (msg.sy === 'ready') {
+        slot.ready = true;
+        if (started) logEvent(logger, 'worker_start', { worker: worker.id, pid: worker.process.pid });
+        else if ([...slots.values()].every((s) => s.ready)) onStartup?.(true);
+        return;
+      }
+      const done = slot.waiting.get(msg.id);
+      slot.waiting.delete(msg.id);
+      done?.(msg.data);
+    });
+    // A worker whose channel breaks is about to exit; 'exit' below handles it.
+    worker.on('error', () => {});
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    const slot = slots.get(worker.id);
+    slots.delete(worker.id);
+    if (slot) for (const done of slot.waiting.values()) done({ error: `worker ${worker.id} exited` });
+    const fields = { worker: worker.id, pid: worker.process.pid, code, signal: signal ?? undefined };
+    if (stopping) {
+      logEvent(logger, 'worker_exit', fields);
+      if (slots.size === 0) onAllExited?.();
+      return;
+    }
+    logger.error({ type: 'event', event: 'worker_exit', ...fields }, 'worker exited unexpectedly');
+    if (!started) {
+      onStartup?.(false);
+      return;
+    }
+    const now = Date.now();
+    while (restarts.length > 0 && restarts[0] < now - RESTART_WINDOW_MS) restarts.shift();
+    if (restarts.length >= MAX_RESTARTS) {
+      logger.error(
+        {
+          type: 'event',
+          event: 'worker_restart_limit',
+          restarts: restarts.length,
+          window_ms: RESTART_WINDOW_MS,
+        },
+        'workers die too often; not replacing this one',
+      );
+      if (slots.size === 0) void stop('no_workers').then(() => finish(1));
+      return;
+    }
+    restarts.push(now);
+    fork();
+  });
+
+  /** Sends one request to every ready worker, in worker-id order; a missing reply is an error. */
+  const ask = (r: Request, timeoutMs: number): Promise<{ worker: number; data: unknown }[]> => {
+    const ready = [...slots.values()].filter((s) => s.ready).sort((a, b) => a.worker.id - b.worker.id);
+    return Promise.all(
+      ready.map(
+        (slot) =>
+          new Promise<{ worker: number; data: unknown }>((resolve) => {
+            const id = nextId++;
+            const timer = setTimeout(() => {
+              slot.waiting.delete(id);
+              resolve({ worker: slot.worker.id, data: { error: `worker ${slot.worker.id} did not answer` } });
+            }, timeoutMs);
+            slot.waiting.set(id, (data) => {
+              clearTimeout(timer);
+              resolve({ worker: slot.worker.id, data });
+            });
+            try {
+              slot.worker.send({ ...r, id } as ToWorker);
+            } catch {
+              slot.waiting.get(id)?.({ error: `worker ${slot.worker.id} is gone` });
+            }
+          }),
+      ),
+    );
+  };
+
+  const snapshots = async (): Promise<{ worker: number; snap: WorkerSnapshot }[]> =>
+    (await ask({ sy: 'stats' }, STATS_TIMEOUT_MS))
+      .filter((r) => failed(r.data) === undefined)
+      .map((r) => ({ worker: r.worker, snap: r.data as WorkerSnapshot }));
+
+  /** The merged stats plus one line per worker (how evenly connections spread). */
+  const stats = async (): Promise<StatsJson> => {
+    const snaps = await snapshots();
+    const merged = mergeSnapshots(snaps.map((s) => s.snap)).stats;
+    const workers = snaps.map(({ worker, snap }) => {
+      let active = 0;
+      let total = 0;
+      for (const l of snap.stats.listeners) {
+        active += l.connections.active;
+        total += l.connections.total;
+      }
+      return { worker, pid: slots.get(worker)?.worker.process.pid, connections: { active, total } };
+    });
+    return { ...merged, workers } as StatsJson;
+  };
+
+  const steer = async (req: SteerRequest): Promise<SteerResult> => {
+    const replies = await ask({ sy: 'steer', req }, STEER_TIMEOUT_MS);
+    if (replies.length === 0) return { status: 503, body: { ok: false, errors: ['no worker is running'] } };
+    for (const r of replies) {
+      const err = failed(r.data);
+      if (err !== undefined) return { status: 503, body: { ok: false, errors: [err] } };
+    }
+    const results = replies.map((r) => r.data as SteerResult);
+    // Every worker has the same pools (same file), so a 404 is everyone's; any other
+    // disagreement is reported rather than hidden.
+    return results.find((r) => r.status !== 200) ?? results[0];
+  };
+
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadNow = async (by: ReloadTrigger): Promise<ReloadResult> => {
+    const t0 = performance.now();
+    const loaded = loadConfigFile(file);
+    if (!loaded.ok) {
+      logger.error(
+        { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },
+        'reload rejected: invalid config',
+      );
+      return { ok: false, errors: loaded.errors };
+    }
+    const replies = await ask({ sy: 'reload', by }, RELOAD_TIMEOUT_MS);
+    const errors: string[] = [];
+    for (const r of replies) {
+      const err = failed(r.data);
+      const res = r.data as ReloadResult;
+      if (err !== undefined) errors.push(`worker ${r.worker}: ${err}`);
+      else if (!res.ok) for (const e of res.errors) if (!errors.includes(e)) errors.push(e);
+    }
+    if (errors.length > 0) {
+      logger.error({ type: 'event', event: 'reload', ok: false, by, file, errors }, 'reload failed');
+      return { ok: false, errors };
+    }
+    cfg = loaded.config;
+    logEvent(
+      logger,
+      'reload',
+      {
+        ok: true,
+        by,
+        file,
+        workers: replies.length,
+        duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+      },
+      'config reloaded in every worker',
+    );
+    return { ok: true };
+  };
+  const reload = (by: ReloadTrigger): Promise<ReloadResult> => {
+    const run = reloading.then(() => reloadNow(by));
+    reloading = run.catch(() => undefined);
+    return run;
+  };
+
+  let admin: AdminServer | undefined;
+  let stopped: Promise<void> | undefined;
+  const stop = (signal: string): Promise<void> => {
+    stopped ??= (async () => {
+      stopping = true;
+      logEvent(logger, 'stop', { grace_ms: cfg.global.grace, signal, workers: slots.size }, 'graceful stop');
+      const allExited = new Promise<void>((r) => {
+        onAllExited = r;
+        if (slots.size === 0) r();
+      });
+      for (const s of slots.values()) {
+        // A worker still starting listens to no message yet; SIGTERM ends it (the default
+        // action before it is up, the graceful stop once it is).
+        if (!s.ready) {
+          s.worker.process.kill('SIGTERM');
+          continue;
+        }
+        try {
+          s.worker.send({ sy: 'stop', signal } satisfies ToWorker);
+        } catch {
+          s.worker.process.kill('SIGTERM');
+        }
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        allExited.then(() => false),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(true), cfg.global.grace + STOP_MARGIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        for (const s of slots.values()) {
+          logger.warn(
+            { type: 'event', event: 'worker_kill', worker: s.worker.id },
+            'worker did not stop in time',
+          );
+          s.worker.process.kill('SIGKILL');
+        }
+        await allExited;
+      }
+      await admin?.close();
+      logEvent(logger, 'stopped', {});
+    })();
+    return stopped;
+  };
+
+  let finish: (code: number) => void = () => {};
+  const exitCode = new Promise<number>((r) => {
+    finish = r;
+  });
+
+  // Start: every worker must come up, as a single process must bind every listener.
+  for (let i = 0; i < count; i++) fork();
+  const ok = await new Promise<boolean>((resolve) => {
+    onStartup = resolve;
+    setTimeout(() => resolve(false), START_TIMEOUT_MS).unref();
+  });
+  onStartup = undefined;
+  if (!ok) {
+    await stop('start_failed');
+    return 1;
+  }
+  started = true;
+
+  if (cfg.admin) {
+    try {
+      admin = await startAdmin({
+        bind: cfg.admin.bind,
+        auth: cfg.admin.auth
+          ? { user: cfg.admin.auth.user, password: process.env[cfg.admin.auth.passwordEnv] ?? '' }
+          : undefined,
+        remote: {
+          stats,
+          metrics: async () => {
+            const snaps = (await snapshots()).map((s) => s.snap);
+            return mergePrometheus(
+              snaps.map((s) => s.prom),
+              mergeSnapshots(snaps),
+            );
+          },
+          steer,
+        },
+        reload: () => reload('admin'),
+        draining: () => stopping,
+        logger,
+        metrics: cfg.admin.metrics,
+      });
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      await stop('start_failed');
+      return 1;
+    }
+  }
+
+  logEvent(logger, 'started', {
+    file,
+    pid: process.pid,
+    workers: [...slots.values()].map((s) => ({ worker: s.worker.id, pid: s.worker.process.pid })),
+  });
+  const onStop = (signal: NodeJS.Signals): void => {
+    void stop(signal).then(() => {
+      logger.flush?.();
+      finish(0);
+    });
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => {
+    void reload('SIGHUP');
+  });
+  return exitCode;
+}

@@ -1,0 +1,297 @@
+// global.workers: 2 through the real CLI: a primary, two workers sharing the listener,
+// the admin listener in the primary over merged stats, fan-out of steering, reload and
+// stop, and replacement of a killed worker (docs/operations.md "Multiple processes").
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { type HttpBackend, startHttpBackend, until } from './lifecycle-harness.js';
+
+const CLI = [process.execPath, '--import', 'tsx', path.resolve('src/cli.ts')];
+
+// A cluster-shared listener cannot bind port 0 in every case: pick free ports up front.
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+type Rec = Record<string, unknown>;
+
+interface Gw {
+  child: ChildProcess;
+  file: string;
+  port: number;
+  admin: number;
+  records: Rec[];
+  /** Waits (bounded) for a record matching `pred` and returns it. */
+  waitFor(pred: (r: Rec) => boolean, ms?: number): Promise<Rec>;
+  exited: Promise<number | null>;
+}
+
+function yaml(port: number, admin: number, servers: HttpBackend[], grace = '3s'): string {
+  return `global:
+  workers: 2
+  grace: ${grace}
+  log: { level: info }
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:${port}"]
+    routes: [{ pool: h }]
+pools:
+  h:
+    protocol: h1
+    health: { type: tcp, interval: 100ms, timeout: 500ms, rise: 1, fall: 2 }
+    servers:
+${servers.map((s) => `      - { name: ${s.name}, address: "127.0.0.1:${s.port}" }`).join('\n')}
+admin:
+  bind: 127.0.0.1:${admin}
+`;
+}
+
+async function startGw(t: TestContext, servers: HttpBackend[], grace?: string): Promise<Gw> {
+  const [port, admin] = [await freePort(), await freePort()];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-workers-'));
+  const file = path.join(dir, 'c.yaml');
+  fs.writeFileSync(file, yaml(port, admin, servers, grace));
+  const child = spawn(CLI[0], [...CLI.slice(1), '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // 'close', not 'exit': every record the processes wrote has been read by then.
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const records: Rec[] = [];
+  let buf = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf('\n');
+      try {
+        records.push(JSON.parse(line) as Rec);
+      } catch {
+        // not a log record
+      }
+    }
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const waitFor = async (pred: (r: Rec) => boolean, ms = 15_000): Promise<Rec> => {
+    const ok = await until(() => records.some(pred), ms);
+    assert.ok(ok, `no such record; stderr: ${err}\n${records.map((r) => JSON.stringify(r)).join('\n')}`);
+    return records.find(pred) as Rec;
+  };
+  const gw: Gw = { child, file, port, admin, records, waitFor, exited };
+  // The primary's own records carry no `worker` field.
+  await waitFor((r) => r.event === 'started' && r.worker === undefined, 30_000);
+  return gw;
+}
+
+/** One request on a new connection, so each may land on another worker. */
+function get(port: number, p = '/'): Promise<{ status: number; server: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: p, agent: false, headers: { connection: 'close' } },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, server: body }));
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+async function adminJson(
+  gw: Gw,
+  method: string,
+  p: string,
+  body?: unknown,
+): Promise<{ status: number; json: Rec }> {
+  const res = await fetch(`http://127.0.0.1:${gw.admin}${p}`, {
+    method,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Rec };
+}
+
+async function backends(t: TestContext, ...names: string[]): Promise<HttpBackend[]> {
+  const list = await Promise.all(names.map((n) => startHttpBackend(n)));
+  t.after(() => Promise.all(list.map((b) => b.close())));
+  return list;
+}
+
+const workerIds = (gw: Gw, pred: (r: Rec) => boolean): Set<unknown> =>
+  new Set(gw.records.filter((r) => pred(r) && r.worker !== undefined).map((r) => r.worker));
+
+test('two worker processes share the listener; stats and metrics are summed over them', async (t) => {
+  const [a, b] = await backends(t, 'a', 'b');
+  const gw = await startGw(t, [a, b]);
+  const started = gw.records.find((r) => r.event === 'started' && r.worker === undefined) as Rec;
+  const workers = started.workers as { worker: number; pid: number }[];
+  assert.equal(workers.length, 2);
+  const pids = new Set(workers.map((w) => w.pid));
+  assert.equal(pids.size, 2);
+  assert.ok(!pids.has(gw.child.pid as number));
+  assert.ok(await until(() => workerIds(gw, (r) => r.event === 'started').size === 2, 5000));
+
+  const N = 20;
+  for (let i = 0; i < N; i++) {
+    const r = await get(gw.port);
+    assert.equal(r.status, 200);
+  }
+  assert.equal(a.requests + b.requests, N);
+  // Both workers took connections (cluster round-robin).
+  await until(() => gw.records.filter((r) => r.type === 'access').length >= N, 5000);
+  assert.equal(workerIds(gw, (r) => r.type === 'access').size, 2);
+
+  const { status, json } = await adminJson(gw, 'GET', '/stats.json');
+  assert.equal(status, 200);
+  const pool = (
+    json.pools as Record<
+      string,
+      { requests: { total: number }; servers: { name: string; total: number; state: string }[] }
+    >
+  ).h;
+  assert.equal(pool.requests.total, N);
+  assert.equal(
+    pool.servers.reduce((n, s) => n + s.total, 0),
+    N,
+  );
+  assert.deepEqual(
+    pool.servers.map((s) => [s.name, s.total]),
+    [
+      ['a', a.requests],
+      ['b', b.requests],
+    ],
+  );
+  const perWorker = json.workers as { connections: { total: number } }[];
+  assert.equal(perWorker.length, 2);
+  assert.equal(
+    perWorker.reduce((n, w) => n + w.connections.total, 0),
+    N,
+  );
+
+  const metrics = await (await fetch(`http://127.0.0.1:${gw.admin}/metrics`)).text();
+  const selected = [
+    ...metrics.matchAll(/^switchyard_server_selected_total\{pool="h",server="\w"\} (\d+)$/gm),
+  ];
+  assert.equal(selected.length, 2, metrics);
+  assert.equal(
+    selected.reduce((n, m) => n + Number(m[1]), 0),
+    N,
+  );
+  assert.match(metrics, /^switchyard_pool_servers\{pool="h",state="up"\} 2$/m);
+  const page = await fetch(`http://127.0.0.1:${gw.admin}/`);
+  assert.equal(page.status, 200);
+});
+
+test('POST state and weight reach every worker; unknown names answer 404', async (t) => {
+  const [a, b] = await backends(t, 'a', 'b');
+  const gw = await startGw(t, [a, b]);
+  const r = await adminJson(gw, 'POST', '/pools/h/servers/a/state', { state: 'maint' });
+  assert.equal(r.status, 200);
+  assert.equal(r.json.admin, 'maint');
+  // Workers log asynchronously: their records may follow the reply by a moment.
+  assert.ok(
+    await until(() => workerIds(gw, (x) => x.event === 'admin' && x.action === 'set_state').size === 2, 5000),
+  );
+  const before = a.requests;
+  for (let i = 0; i < 10; i++) assert.deepEqual(await get(gw.port), { status: 200, server: 'b' });
+  assert.equal(a.requests, before);
+
+  const w = await adminJson(gw, 'POST', '/pools/h/servers/b/weight', { weight: 7 });
+  assert.equal(w.status, 200);
+  assert.equal(w.json.weight, 7);
+  const stats = await adminJson(gw, 'GET', '/stats.json');
+  const servers = (
+    stats.json.pools as Record<string, { servers: { name: string; weight: number; admin: string }[] }>
+  ).h.servers;
+  assert.deepEqual(
+    servers.map((s) => [s.name, s.admin, s.weight]),
+    [
+      ['a', 'maint', 1],
+      ['b', 'ready', 7],
+    ],
+  );
+  assert.equal((await adminJson(gw, 'POST', '/pools/h/servers/zz/state', { state: 'drain' })).status, 404);
+  assert.equal((await adminJson(gw, 'POST', '/pools/nope/servers/a/weight', { weight: 1 })).status, 404);
+  assert.equal((await adminJson(gw, 'POST', '/pools/h/servers/a/weight', { weight: 999 })).status, 400);
+});
+
+test('SIGHUP reloads every worker with an added server; an invalid file changes nothing', async (t) => {
+  const [a, b] = await backends(t, 'a', 'b');
+  const gw = await startGw(t, [a]);
+  fs.writeFileSync(gw.file, yaml(gw.port, gw.admin, [a, b]));
+  gw.child.kill('SIGHUP');
+  await gw.waitFor((r) => r.event === 'reload' && r.worker === undefined && r.ok === true);
+  assert.ok(await until(() => workerIds(gw, (r) => r.event === 'reload' && r.ok === true).size === 2, 5000));
+  for (let i = 0; i < 40 && b.requests === 0; i++) assert.equal((await get(gw.port)).status, 200);
+  assert.ok(b.requests > 0, 'the added server got no request');
+
+  fs.writeFileSync(gw.file, 'listeners: [ {');
+  gw.child.kill('SIGHUP');
+  await gw.waitFor((r) => r.event === 'reload' && r.worker === undefined && r.ok === false);
+  const viaApi = await adminJson(gw, 'POST', '/reload');
+  assert.equal(viaApi.status, 400);
+  assert.ok(Array.isArray(viaApi.json.errors) && viaApi.json.errors.length > 0);
+  // No worker was asked to reload the bad file.
+  assert.equal(
+    gw.records.filter((r) => r.event === 'reload' && r.worker !== undefined && r.ok === false).length,
+    0,
+  );
+  const seen = new Set<string>();
+  for (let i = 0; i < 10; i++) {
+    const r = await get(gw.port);
+    assert.equal(r.status, 200);
+    seen.add(r.server);
+  }
+  assert.deepEqual([...seen].sort(), ['a', 'b']);
+});
+
+test('SIGTERM: a request in flight completes, every worker stops, the primary exits 0', async (t) => {
+  const [a] = await backends(t, 'a');
+  const gw = await startGw(t, [a]);
+  const inFlight = get(gw.port, '/slow?ms=700');
+  assert.ok(await until(() => a.requests === 1, 5000));
+  gw.child.kill('SIGTERM');
+  assert.deepEqual(await inFlight, { status: 200, server: 'a' });
+  assert.equal(await gw.exited, 0);
+  assert.equal(gw.records.filter((r) => r.event === 'stopped' && r.worker !== undefined).length, 2);
+  assert.equal(gw.records.filter((r) => r.event === 'worker_exit' && r.code === 0).length, 2);
+  assert.ok(gw.records.some((r) => r.event === 'stopped' && r.worker === undefined));
+});
+
+test('a worker killed with SIGKILL is logged and replaced; requests keep succeeding', async (t) => {
+  const [a] = await backends(t, 'a');
+  const gw = await startGw(t, [a]);
+  const started = gw.records.find((r) => r.event === 'started' && r.worker === undefined) as Rec;
+  const victim = (started.workers as { worker: number; pid: number }[])[0];
+  process.kill(victim.pid, 'SIGKILL');
+  const exit = await gw.waitFor((r) => r.event === 'worker_exit' && r.worker === victim.worker);
+  assert.equal(exit.signal, 'SIGKILL');
+  const replaced = await gw.waitFor((r) => r.event === 'worker_start');
+  assert.notEqual(replaced.worker, victim.worker);
+  for (let i = 0; i < 10; i++) assert.equal((await get(gw.port)).status, 200);
+  const stats = await adminJson(gw, 'GET', '/stats.json');
+  assert.equal((stats.json.workers as unknown[]).length, 2);
+  gw.child.kill('SIGTERM');
+  assert.equal(await gw.exited, 0);
+});
