@@ -1,5 +1,6 @@
-// Pooled upstream HTTP/2 connections speaking our own codec (h2frame-conn.ts), for the
-// frame-level proxy (src/proxy/h2frame). Same policy as the node:http2 pool (h2-pool.ts):
+// Pooled upstream HTTP/2 connections speaking our own codec (h2frame-conn.ts): the one
+// upstream HTTP/2 pool, used by the frame-level proxy (src/proxy/h2frame) and by the HTTP/1
+// proxy for HTTP/1 requests to h2 pools (src/proxy/http1/h2-bridge.ts). Policy:
 // per server, reuse ready connections while they have stream slots under the server's
 // SETTINGS_MAX_CONCURRENT_STREAMS, open another when all are full; on GOAWAY stop using a
 // connection, let its streams finish and hand the ones above last-stream-id back as
@@ -8,10 +9,21 @@
 import net from 'node:net';
 import { ErrorCode, PREFACE } from '../codec/http2/constants.js';
 import type { HeaderObjectLike } from '../codec/http2/hpack.js';
-import type { H2AcquireFailure, H2PoolTimeouts, H2Target } from './h2-pool.js';
 import { FrameConn, type FrameConnOptions, type FrameStreamUser, H2Stream } from './h2frame-conn.js';
 
-export type { H2AcquireFailure, H2PoolTimeouts, H2Target };
+/** Where to connect: a balancer Member satisfies this. Connections are keyed by this object. */
+export interface H2Target {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface H2PoolTimeouts {
+  connect: number;
+  serverIdle: number;
+}
+
+/** Why an acquire failed: the server never saw the request, so another server may be tried. */
+export type H2AcquireFailure = 'connect' | 'timeout' | 'closed';
 
 /** Gets the result of an acquire that could not be served at once. */
 export interface FrameWaiter {
@@ -387,7 +399,7 @@ function sweep(p: FramePool): void {
 
 let shared: FramePool | undefined;
 
-/** The process-wide pool of the frame-level proxy. */
+/** The process-wide pool (the HTTP/2 proxy and the HTTP/1 → h2 bridge share it). */
 export function sharedFramePool(): FramePool {
   if (shared === undefined) shared = new FramePool();
   return shared;

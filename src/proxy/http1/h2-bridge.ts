@@ -1,10 +1,27 @@
-// HTTP/1 client → `protocol: h2` pool: one HTTP/2 stream per request on the sessions of
-// upstream/h2-pool.ts. Request: pseudo-headers from the
-// request line and Host, hop-by-hop headers dropped, chunked bodies de-chunked into DATA.
-// Response: Content-Length kept when the server sent one, otherwise re-chunked for HTTP/1.1
-// clients (close-delimited for HTTP/1.0); HTTP/2 trailers become chunked trailers.
-import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
-import { type H2Waiter, sharedH2Pool, type UpstreamSession } from '../../upstream/h2-pool.js';
+// HTTP/1 client → `protocol: h2` pool: one HTTP/2 stream per request on the frame-level
+// upstream pool (upstream/h2frame-pool.ts, shared with the HTTP/2 proxy). Request:
+// pseudo-headers from the request line and Host, hop-by-hop headers dropped, chunked bodies
+// de-chunked into DATA and their trailer fields sent as HTTP/2 trailers. Response:
+// Content-Length kept when the server sent one, otherwise re-chunked for HTTP/1.1 clients
+// (close-delimited for HTTP/1.0); HTTP/2 trailers become chunked trailers.
+//
+// Per request one H2Bridge: it is the pool waiter and the stream's user (no closures per
+// request or per chunk). Flow control: the server's stream window is credited as response
+// bytes are written to the client, and not while the client socket is blocked (pause →
+// credit held, resume → credited), so a slow client stops the server after one window;
+// request body writes report false while DATA waits for the server's window, and the
+// session resumes reading the client when it went out (onSent).
+
+import { type Http1Request, isFieldValue, isToken } from '../../codec/http1/parser.js';
+import { ErrorCode } from '../../codec/http2/constants.js';
+import type { HpackDecoder } from '../../codec/http2/hpack.js';
+import type { FrameStreamUser, H2Stream } from '../../upstream/h2frame-conn.js';
+import {
+  type FrameWaiter,
+  type H2AcquireFailure,
+  sharedFramePool,
+  type UpConn,
+} from '../../upstream/h2frame-pool.js';
 import {
   appendForwarded,
   appendXff,
@@ -15,14 +32,14 @@ import {
 } from '../http-common/headers.js';
 import type { Session } from './session.js';
 
-const REFUSED_STREAM = 7;
+type Fields = Record<string, string | string[]>;
 
-function h2RequestHeaders(s: Session): OutgoingHttpHeaders {
+function h2RequestHeaders(s: Session): Fields {
   const req = s.req!;
   const conn = s.conn;
   const t = s.requestTarget;
   const proto = conn.tls !== undefined ? 'https' : 'http';
-  const out: OutgoingHttpHeaders = {
+  const out: Fields = {
     ':method': t.method,
     ':path': t.path,
     ':scheme': proto,
@@ -58,7 +75,7 @@ function h2RequestHeaders(s: Session): OutgoingHttpHeaders {
     if (cur === undefined) out[n] = v;
     else if (n === 'cookie') out[n] = `${cur}; ${v}`;
     else if (Array.isArray(cur)) cur.push(v);
-    else out[n] = [String(cur), v];
+    else out[n] = [cur, v];
   }
   out['x-forwarded-for'] = appendXff(xff, conn.clientIp);
   out['x-forwarded-proto'] = proto;
@@ -69,7 +86,7 @@ function h2RequestHeaders(s: Session): OutgoingHttpHeaders {
       const cur = out[n];
       if (cur === undefined) out[n] = v;
       else if (Array.isArray(cur)) cur.push(v);
-      else out[n] = [String(cur), v];
+      else out[n] = [cur, v];
     }
   }
   return out;
@@ -77,143 +94,326 @@ function h2RequestHeaders(s: Session): OutgoingHttpHeaders {
 
 /** Routes the session's current request to an h2 pool member. */
 export function startH2Exchange(s: Session): void {
-  const member = s.pick!.member;
-  const cfg = s.poolCfg!;
   const req = s.req!;
-  const pool = sharedH2Pool();
-  const timeouts = { connect: cfg.timeouts.connect, serverIdle: cfg.timeouts.serverIdle };
   // HTTP/2 has no Expect handshake: say 100 Continue ourselves (RFC 9110 §10.1.1 lets a proxy).
   if (req.expectContinue && req.minor === 1 && s.requestHasBody) s.writeDown('HTTP/1.1 100 Continue\r\n\r\n');
-  const waiter: H2Waiter = {
-    onSession(us) {
-      if (s.req !== req || s.pick === null) {
-        us.unreserve();
-        return;
-      }
-      open(s, us);
-    },
-    onSessionError(why, detail) {
-      if (s.req !== req || s.pick === null) return;
-      s.connectFailed(
-        Object.assign(new Error(detail), { code: why === 'timeout' ? 'ETIMEDOUT' : 'ECONNREFUSED' }),
-      );
-    },
-  };
-  const us = pool.acquire(member, timeouts, waiter);
-  if (us !== undefined) open(s, us);
+  new H2Bridge(s, req).acquire();
 }
 
-function open(s: Session, us: UpstreamSession): void {
-  const req = s.req!;
-  const hasBody = s.requestHasBody;
-  // A chunked body may end with trailer fields: its stream ends by sendTrailers().
-  const chunked = s.requestChunked;
-  const st = us.request(h2RequestHeaders(s), !hasBody, chunked);
-  if (st === undefined) {
-    // A closed session is the server's doing; headers node refuses are the request's.
-    const closed = us.lastError === 'session closed';
-    s.h2Failed(502, closed ? 'server_reset' : 'bad_request', us.lastError, closed ? 'reset' : undefined);
-    return;
+/** One HTTP/1 request sent as one HTTP/2 stream: the pool waiter and the stream's user. */
+export class H2Bridge implements FrameStreamUser, FrameWaiter {
+  readonly s: Session;
+  readonly req: Http1Request;
+  readonly headers: Fields;
+  readonly hasBody: boolean;
+  up: UpConn | undefined = undefined;
+  u: H2Stream | undefined = undefined;
+  /** Detached from the session (the exchange ended or failed): late events are ignored. */
+  done = false;
+  /** Acquiring again for a refused stream: a failure now is the server's, not a connect failure. */
+  replaying = false;
+  responded = false;
+  /** The response ended (END_STREAM seen). */
+  upEnded = false;
+  reChunk = false;
+  /** Chunked trailer lines for the client (re-chunked responses only). */
+  tail = '';
+  /** The client socket is blocked: response bytes written meanwhile are credited on resume. */
+  paused = false;
+  credit = 0;
+  /** A request body write returned false: the session waits for h2Drain(). */
+  blocked = false;
+
+  constructor(s: Session, req: Http1Request) {
+    this.s = s;
+    this.req = req;
+    this.headers = h2RequestHeaders(s);
+    this.hasBody = s.requestHasBody;
   }
-  if (chunked) st.once('wantTrailers', () => sendRequestTrailers(s, st as ClientHttp2Stream));
-  let responded = false;
-  let reChunk = false;
-  let trailers: IncomingHttpHeaders | undefined;
-  st.on('response', (h: IncomingHttpHeaders) => {
-    if (s.req !== req) return;
-    responded = true;
-    const status = Number(h[':status']) || 502;
-    const names: string[] = [];
-    const values: string[] = [];
-    for (const k of Object.keys(h)) {
-      if (k.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(k)) continue;
-      const v = h[k];
-      if (v === undefined) continue;
-      if (Array.isArray(v)) {
-        for (const x of v) {
-          names.push(k);
-          values.push(x);
-        }
-      } else {
-        names.push(k);
-        values.push(v);
-      }
-    }
-    const noBody = s.isHeadRequest || status === 204 || status === 304 || status < 200;
-    if (!noBody && h['content-length'] === undefined) {
-      if (s.h2ReqMinor === 1) {
-        reChunk = true;
-        names.push('transfer-encoding');
-        values.push('chunked');
-      } else s.closeAfter = true;
-    }
-    s.h2ResponseHead(status, s.clientHead(status, reasonOf(status), names, names, values, undefined, false));
-  });
-  st.on('data', (chunk: Buffer) => {
-    if (s.req !== req || chunk.length === 0) return;
-    s.lastActive = s.core.clock;
-    if (reChunk) {
-      s.writeDown(`${chunk.length.toString(16)}\r\n`);
-      s.writeDown(chunk);
-      s.writeDown('\r\n');
-    } else s.writeDown(chunk);
-  });
-  st.on('trailers', (t: IncomingHttpHeaders) => {
-    trailers = t;
-  });
-  st.on('drain', () => s.h2Drain());
-  st.on('end', () => {
-    if (s.req !== req || !responded) return;
-    if (reChunk) {
-      let tail = '0\r\n';
-      if (trailers !== undefined) {
-        for (const k of Object.keys(trailers)) {
-          const v = trailers[k];
-          if (k.charCodeAt(0) === 0x3a || v === undefined) continue;
-          for (const x of Array.isArray(v) ? v : [v]) tail += `${k}: ${x}\r\n`;
-        }
-      }
-      s.writeDown(`${tail}\r\n`);
-    }
-    s.endExchange('ok');
-  });
-  st.on('error', () => {});
-  st.on('close', () => {
-    if (s.req !== req || s.h2 !== st) return;
-    const code = st.rstCode;
-    if (!responded) {
-      // Refused streams never reached the application (RFC 9113 §8.7): replay once.
-      if (code === REFUSED_STREAM && !s.wasRetried && !hasBody) {
-        s.markRetried();
-        s.h2 = null;
-        const member = s.pick!.member;
-        const cfg = s.poolCfg!;
-        const again = sharedH2Pool().acquire(
-          member,
-          { connect: cfg.timeouts.connect, serverIdle: cfg.timeouts.serverIdle },
-          {
-            onSession(us2) {
-              if (s.req !== req || s.pick === null) us2.unreserve();
-              else open(s, us2);
-            },
-            onSessionError(_why, detail) {
-              if (s.req === req) s.h2Failed(502, 'server_reset', detail, 'reset');
-            },
-          },
-        );
-        if (again !== undefined) open(s, again);
-        return;
-      }
-      s.h2Failed(502, 'server_reset', `stream closed (code ${code})`, 'reset');
+
+  acquire(): void {
+    const s = this.s;
+    const c = sharedFramePool().acquire(s.pick!.member, s.poolCfg!.timeouts, this);
+    if (c !== undefined) this.onConn(c);
+  }
+
+  // ---- FrameWaiter
+
+  onConn(c: UpConn): void {
+    const s = this.s;
+    if (this.done || s.req !== this.req || s.pick === null) {
+      c.unreserve();
       return;
     }
-    s.h2Failed(502, 'server_reset', `stream reset (code ${code})`, 'reset');
-  });
-  s.h2Started(st as ClientHttp2Stream);
+    const u = c.open(this, this.headers, !this.hasBody);
+    if (u === undefined) {
+      // Closed or draining since the slot was reserved: nothing was sent.
+      if (!s.wasRetried) this.replay();
+      else this.fail(502, 'server_reset', `server connection went away: ${c.lastError}`);
+      return;
+    }
+    this.up = c;
+    this.u = u;
+    s.h2Started(this);
+  }
+
+  onConnError(why: H2AcquireFailure, detail: string): void {
+    const s = this.s;
+    if (this.done || s.req !== this.req || s.pick === null) return;
+    if (this.replaying) {
+      this.fail(502, 'server_reset', detail);
+      return;
+    }
+    this.done = true;
+    s.connectFailed(
+      Object.assign(new Error(detail), { code: why === 'timeout' ? 'ETIMEDOUT' : 'ECONNREFUSED' }),
+    );
+  }
+
+  // ---- used by the session
+
+  /** Request body bytes; false when they wait for the server's window (call h2Drain later). */
+  write(b: Buffer): boolean {
+    const u = this.u;
+    if (u === undefined || u.closed) return true;
+    this.up!.sendData(u, b, false);
+    if (u.q === null) return true;
+    this.blocked = true;
+    return false;
+  }
+
+  /** The request body is complete: END_STREAM, or the chunked body's trailer fields. */
+  end(): void {
+    const u = this.u;
+    if (u === undefined || u.closed || u.localEnded) return;
+    const t = this.s.requestTrailers();
+    if (t !== undefined) {
+      const out = trailerFields(t);
+      if (out !== undefined) {
+        this.up!.sendTrailers(u, out);
+        return;
+      }
+    }
+    this.up!.endStream(u);
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    const k = this.credit;
+    this.credit = 0;
+    const u = this.u;
+    if (k > 0 && u !== undefined) this.up!.consume(u, k);
+  }
+
+  /**
+   * The session is done with this exchange. An unfinished stream is reset (CANCEL): after a
+   * complete response only when our side has not ended (the server did not wait for the
+   * request body), so that it does not hold a slot waiting for a body that will not come.
+   */
+  cancel(): void {
+    this.done = true;
+    const u = this.u;
+    if (u === undefined || u.closed) return;
+    if (this.upEnded && u.localEnded) return;
+    this.u = undefined;
+    this.up!.resetStream(u, ErrorCode.CANCEL);
+  }
+
+  // ---- FrameStreamUser (only the upstream side)
+
+  onHeaders(st: H2Stream, d: HpackDecoder, endStream: boolean): void {
+    if (st !== this.u || this.done) return;
+    const s = this.s;
+    const names = d.names;
+    const values = d.values;
+    const count = d.count;
+    if (!this.responded) {
+      if (d.oversize) {
+        this.fail(502, 'bad_response', 'response header list too large');
+        return;
+      }
+      this.responded = true;
+      let status = 0;
+      let hasLength = false;
+      const outNames: string[] = [];
+      const outValues: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const n = names[i];
+        if (n.charCodeAt(0) === 0x3a) {
+          if (n === ':status') status = Number(values[i]);
+          continue;
+        }
+        if (HOP_BY_HOP.has(n)) continue;
+        // Our HPACK decoder passes any octets: a CR or LF here would split the HTTP/1 head
+        // (RFC 9113 §8.2.1: such a response is malformed).
+        if (!isToken(n) || !isFieldValue(values[i])) {
+          this.fail(
+            502,
+            'bad_response',
+            `malformed response field ${JSON.stringify(n)}`,
+            ErrorCode.PROTOCOL_ERROR,
+          );
+          return;
+        }
+        if (n === 'content-length') hasLength = true;
+        outNames.push(n);
+        outValues.push(values[i]);
+      }
+      if (!(status >= 200 && status <= 999)) {
+        this.fail(502, 'bad_response', 'bad :status in response', ErrorCode.PROTOCOL_ERROR);
+        return;
+      }
+      const noBody = s.isHeadRequest || status === 204 || status === 304 || status < 200;
+      if (!noBody && !hasLength) {
+        if (s.h2ReqMinor === 1) {
+          this.reChunk = true;
+          outNames.push('transfer-encoding');
+          outValues.push('chunked');
+        } else s.closeAfter = true;
+      }
+      s.h2ResponseHead(
+        status,
+        s.clientHead(status, reasonOf(status), outNames, outNames, outValues, undefined, false),
+      );
+      if (endStream) this.responseEnd();
+      return;
+    }
+    // Trailers: HTTP/1.1 has a place for them only in a chunked body.
+    if (this.reChunk) {
+      let tail = '';
+      for (let i = 0; i < count; i++) {
+        const n = names[i];
+        if (n.charCodeAt(0) === 0x3a || !isToken(n) || !isFieldValue(values[i])) continue;
+        tail += `${n}: ${values[i]}\r\n`;
+      }
+      this.tail = tail;
+    }
+    if (endStream) this.responseEnd();
+  }
+
+  onData(st: H2Stream, data: Buffer, endStream: boolean): void {
+    if (st !== this.u || this.done) return;
+    if (!this.responded) {
+      // DATA before the response HEADERS (RFC 9113 §8.1: malformed).
+      this.fail(502, 'bad_response', 'DATA before response headers');
+      return;
+    }
+    const n = data.length;
+    if (n > 0) {
+      const s = this.s;
+      s.lastActive = s.core.clock;
+      if (this.reChunk) {
+        s.writeDown(`${n.toString(16)}\r\n`);
+        s.writeDown(data);
+        s.writeDown('\r\n');
+      } else s.writeDown(data);
+      // writeDown may have paused us (client socket full): credit the server on resume.
+      if (this.paused) this.credit += n;
+      else this.up!.consume(st, n);
+    }
+    if (endStream) this.responseEnd();
+  }
+
+  onReset(st: H2Stream, code: number): void {
+    if (st !== this.u) return;
+    this.u = undefined;
+    if (this.done) return;
+    if (!this.responded) {
+      // Refused streams never reached the application (RFC 9113 §8.7): replay once.
+      if (code === ErrorCode.REFUSED_STREAM && this.canReplay()) this.replay();
+      else this.fail(502, 'server_reset', `stream closed (code ${code})`);
+      return;
+    }
+    this.fail(502, 'server_reset', `stream reset (code ${code})`);
+  }
+
+  onLost(st: H2Stream, refused: boolean): void {
+    if (st !== this.u) return;
+    this.u = undefined;
+    if (this.done) return;
+    if (!this.responded) {
+      // Above a GOAWAY's last-stream-id: never processed, replayed like REFUSED_STREAM.
+      if (refused && this.canReplay()) this.replay();
+      else
+        this.fail(
+          502,
+          'server_reset',
+          refused ? 'stream refused (GOAWAY)' : `connection lost before response: ${this.up!.lastError}`,
+        );
+      return;
+    }
+    this.fail(502, 'server_reset', `connection lost mid-response: ${this.up!.lastError}`);
+  }
+
+  onSent(st: H2Stream, n: number): void {
+    // Called while the stream's queue still counts these bytes: the queue empties when they
+    // were the last of it.
+    if (!this.blocked || st !== this.u || (st.q !== null && st.qBytes > n)) return;
+    this.blocked = false;
+    if (!this.done) this.s.h2Drain();
+  }
+
+  onStreamError(st: H2Stream, code: number): void {
+    // The server broke HTTP/2 on its stream (we reset it with `code` next): a reset.
+    this.onReset(st, code);
+  }
+
+  onClose(st: H2Stream): void {
+    if (st === this.u) this.u = undefined;
+  }
+
+  // ---- endings
+
+  private responseEnd(): void {
+    this.upEnded = true;
+    const s = this.s;
+    if (this.reChunk) s.writeDown(`0\r\n${this.tail}\r\n`);
+    s.endExchange('ok');
+  }
+
+  private canReplay(): boolean {
+    return !this.hasBody && !this.s.wasRetried;
+  }
+
+  /** Sends the request again on a fresh stream to the same server (once). */
+  private replay(): void {
+    const s = this.s;
+    s.markRetried();
+    s.h2 = null;
+    this.up = undefined;
+    this.u = undefined;
+    this.blocked = false;
+    // The session is detached meanwhile (s.h2 = null) and would not resume us: h2Started
+    // pauses the new stream again if the client is still blocked.
+    this.paused = false;
+    this.credit = 0;
+    this.replaying = true;
+    this.acquire();
+  }
+
+  /** Fails the exchange (502 before the response head, a cut connection after it). */
+  private fail(
+    status: number,
+    outcome: 'server_reset' | 'bad_response',
+    detail: string,
+    rst: number = ErrorCode.CANCEL,
+  ): void {
+    this.done = true;
+    const u = this.u;
+    if (u !== undefined) {
+      this.u = undefined;
+      if (!u.closed) this.up!.resetStream(u, rst);
+    }
+    this.s.h2Failed(status, outcome, detail, outcome === 'server_reset' ? 'reset' : 'other');
+  }
 }
 
-// Fields that must not appear in trailers (RFC 9110 §6.5.1: framing, routing, controls) or
-// that node:http2 refuses as connection-specific.
+// Fields that must not appear in trailers (RFC 9110 §6.5.1: framing, routing, controls,
+// authentication, cookies).
 const NOT_IN_TRAILERS: ReadonlySet<string> = new Set([
   'content-length',
   'content-type',
@@ -228,26 +428,18 @@ const NOT_IN_TRAILERS: ReadonlySet<string> = new Set([
   'http2-settings',
 ]);
 
-/** Ends the request stream with the client's chunked trailer fields (or none). */
-function sendRequestTrailers(s: Session, st: ClientHttp2Stream): void {
-  const out: OutgoingHttpHeaders = {};
-  // Once the exchange is over (the server answered first), the session's decoder may
-  // belong to the next request: end without trailers.
-  const pairs = s.h2 === st ? s.requestTrailers() : undefined;
-  if (pairs !== undefined) {
-    for (const [n, v] of pairs) {
-      if (HOP_BY_HOP.has(n) || NOT_IN_TRAILERS.has(n)) continue;
-      const cur = out[n];
-      if (cur === undefined) out[n] = v;
-      else if (Array.isArray(cur)) cur.push(v);
-      else out[n] = [String(cur), v];
-    }
+/** The client's chunked trailer fields that may be HTTP/2 trailers; undefined when none. */
+function trailerFields(pairs: [string, string][]): Fields | undefined {
+  let out: Fields | undefined;
+  for (const [n, v] of pairs) {
+    if (HOP_BY_HOP.has(n) || NOT_IN_TRAILERS.has(n)) continue;
+    if (out === undefined) out = {};
+    const cur = out[n];
+    if (cur === undefined) out[n] = v;
+    else if (Array.isArray(cur)) cur.push(v);
+    else out[n] = [cur, v];
   }
-  try {
-    st.sendTrailers(out);
-  } catch {
-    // The stream closed meanwhile (reset, client gone): nothing left to end.
-  }
+  return out;
 }
 
 function reasonOf(status: number): string {

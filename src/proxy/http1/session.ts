@@ -3,7 +3,6 @@
 // backpressure both ways, upstream keep-alive sockets from upstream/h1-pool, Upgrade tunnels,
 // and HTTP/1 → HTTP/2 bridging for `protocol: h2` pools (see h2-bridge.ts).
 
-import type { ClientHttp2Stream } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Member, Pick, PickRequest } from '../../balancer/types.js';
 import {
@@ -45,7 +44,7 @@ import {
   prepareRules,
   replaceValue,
 } from '../http-common/headers.js';
-import { startH2Exchange } from './h2-bridge.js';
+import { type H2Bridge, startH2Exchange } from './h2-bridge.js';
 import type { Http1ProxyCore } from './index.js';
 
 // Client read side.
@@ -145,7 +144,7 @@ export class Session implements H1UpstreamHandler {
   poolCfg: PoolConfig | undefined = undefined;
   pick: (Pick & { ok: true }) | null = null;
   up: H1Conn | null = null;
-  h2: ClientHttp2Stream | null = null;
+  h2: H2Bridge | null = null;
   private reqLeft = 0;
   private reqChunk: ChunkedDecoder | null = null;
   reqDone = false;
@@ -1134,7 +1133,7 @@ export class Session implements H1UpstreamHandler {
     if (this.h2 !== null) {
       const st = this.h2;
       this.h2 = null;
-      if (!st.destroyed) st.close(8);
+      st.cancel();
     }
     const p = this.pick;
     this.pick = null;
@@ -1176,8 +1175,8 @@ export class Session implements H1UpstreamHandler {
     }
     const st = this.h2;
     this.h2 = null;
-    // The response ended before the request body: the stream must not wait for it forever.
-    if (st !== null && !this.reqDone && !st.destroyed) st.close(8);
+    // A response that ended before the request body: the stream must not wait for it forever.
+    if (st !== null) st.cancel();
     this.resChunk = null;
     this.record(outcome, undefined);
     this.sstate = S_NONE;
@@ -1243,7 +1242,7 @@ export class Session implements H1UpstreamHandler {
     if (this.h2 !== null) {
       const st = this.h2;
       this.h2 = null;
-      if (!st.destroyed) st.close(8);
+      st.cancel();
     }
     const p = this.pick;
     this.pick = null;
@@ -1347,8 +1346,10 @@ export class Session implements H1UpstreamHandler {
   // ---- used by the HTTP/2 bridge --------------------------------------------------------
 
   /** The h2 stream is open and the request head sent: forward what body there is. */
-  h2Started(st: ClientHttp2Stream): void {
+  h2Started(st: H2Bridge): void {
     this.h2 = st;
+    // A client still blocked from the previous response: hold the server's credit.
+    if (this.downBlocked) st.pause();
     this.sstate = S_HEAD;
     this.sentAt = this.core.clock;
     this.lastActive = this.sentAt;
