@@ -355,17 +355,18 @@ test('stats page in Chromium shows every server with its state and refreshes in 
   await page.evaluate("window.marker = 'still here'");
   await setState('web-a', 'maint');
   await setState('web-c', 'ready');
+  // Wait for the change made last: a refresh between the two requests shows only the first.
   await page.waitForFunction(
     stateIs,
-    { selector: 'section.pool[data-pool="web"] tr[data-server="web-a"]', state: 'maint' },
+    { selector: 'section.pool[data-pool="web"] tr[data-server="web-c"]', state: 'up' },
     {
       timeout: 10_000,
       polling: 100,
     },
   );
   assert.equal(
-    await page.locator('section.pool[data-pool="web"] tr[data-server="web-c"]').getAttribute('data-state'),
-    'up',
+    await page.locator('section.pool[data-pool="web"] tr[data-server="web-a"]').getAttribute('data-state'),
+    'maint',
   );
   assert.equal(await page.evaluate('window.marker'), 'still here');
   assert.equal(navigations.length, 1, 'no navigation after the first load');
