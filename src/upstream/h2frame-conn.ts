@@ -40,6 +40,11 @@ export interface FrameStreamUser {
   onSent(s: H2Stream, n: number): void;
   /** The peer broke the protocol on this stream; we reset it with `code` right after. */
   onStreamError(s: H2Stream, code: number): void;
+  /**
+   * A malformed header block from the server (RFC 9113 §8.2, §8.3; `why` says how): the
+   * stream is reset with PROTOCOL_ERROR right after, and nothing of the block is delivered.
+   */
+  onBadHeaders(s: H2Stream, why: string): void;
   /** The stream is closed both ways (ended, reset, or lost); once. */
   onClose(s: H2Stream): void;
 }
