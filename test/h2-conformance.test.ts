@@ -176,9 +176,10 @@ function req(path: string, extra: Pairs = []): Pairs {
 
 async function setup(
   t: After,
+  listener = '',
 ): Promise<{ h: Harness; seen: Seen[]; c: Awaited<ReturnType<typeof rawClient>> }> {
   const b = await backend(t);
-  const h = await startHarness(yamlFor([{ name: 'b1', address: b.address }]));
+  const h = await startHarness(yamlFor([{ name: 'b1', address: b.address }], { listener }));
   t.after(() => h.stop());
   const c = await rawClient(t, h.port);
   await c.ok('/warm'); // the upstream connection is open: later HEADERS would go out at once
@@ -438,6 +439,25 @@ test('many malformed streams on one connection: each reset alone, the connection
     seen.slice(before).map((x) => x.path),
     ['/m-good'],
   );
+});
+
+test('malformed streams count against h2_resets_per_second (MadeYouReset): the abuser is cut', async (t) => {
+  const s = await setup(t, '    limits: { h2_resets_per_second: 20 }');
+  const { h, seen, c } = s;
+  const before = seen.length;
+  // Each stream reaches the backend (its HEADERS go out at once), then its DATA overruns
+  // its content-length and the gateway resets it: a reset the client provoked.
+  for (let i = 0; i < 60 && c.goaway() === undefined; i++) {
+    const id = c.send(req(`/r${i}`, [['content-length', '1']]), false);
+    c.data(id, Buffer.from('xx'), false);
+    if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
+  }
+  await waitFor(() => c.goaway() !== undefined, 'GOAWAY');
+  assert.equal(c.goaway(), ErrorCode.ENHANCE_YOUR_CALM);
+  assert.ok(seen.length - before <= 30, `the backend saw ${seen.length - before} streams`);
+  // Other clients are served.
+  const other = await rawClient(t, h.port);
+  await other.ok('/other');
 });
 
 // ---- the backend side

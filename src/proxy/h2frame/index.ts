@@ -504,7 +504,9 @@ class Exchange implements FrameStreamUser, FrameWaiter {
   /**
    * A malformed request (RFC 9113 §8.1.1): a stream error PROTOCOL_ERROR, on this stream
    * only. Closing the stream finishes the exchange, which cancels a backend stream already
-   * opened (request trailers, a body that contradicts content-length).
+   * opened (request trailers, a body that contradicts content-length). Each one counts
+   * against the rapid-reset budget like a client reset: resets a client provokes from us
+   * free its stream slots just the same ("MadeYouReset", CVE-2025-8671).
    */
   malformed(why: string): void {
     if (this.outcome === 'ok') {
@@ -512,6 +514,7 @@ class Exchange implements FrameStreamUser, FrameWaiter {
       this.detail = `malformed request: ${why}`;
     }
     this.cs.resetStream(this.c, ErrorCode.PROTOCOL_ERROR);
+    if (!this.cs.cut) this.cs.countReset();
   }
 
   /** CONNECT: not proxied. A well-formed one gets 405 (as on HTTP/1), a malformed one a reset. */
