@@ -460,6 +460,36 @@ test('malformed streams count against h2_resets_per_second (MadeYouReset): the a
   await other.ok('/other');
 });
 
+test('HPACK decoder: a literal value remembered per name is reused only for identical octets, verdict included', () => {
+  // Literal without indexing, static name :path (index 4), raw or Huffman-coded value.
+  const lit = (v: string, huff: boolean): Buffer => {
+    if (!huff) return Buffer.concat([Buffer.from([0x04, v.length]), Buffer.from(v, 'latin1')]);
+    const e = new HpackEncoder();
+    // A one-field block from our encoder is a literal with incremental indexing: take its
+    // value string (Huffman-coded when shorter) and put it behind a 0x04 prefix.
+    const n = e.encodePairs([['x-v', v]]);
+    const block = e.buf.subarray(0, n);
+    return Buffer.concat([Buffer.from([0x04]), block.subarray(1 + 1 + 3)]);
+  };
+  const d = new HpackDecoder();
+  const one = (b: Buffer): [string, number] => {
+    assert.equal(d.decode(b, 0, b.length), 0);
+    return [d.values[0], d.fieldError];
+  };
+  const long = '/switchyard.test.TestService/Unary';
+  assert.deepEqual(one(lit(long, true)), [long, 0]);
+  assert.deepEqual(one(lit(long, true)), [long, 0]);
+  assert.deepEqual(one(lit(long, false)), [long, 0]);
+  assert.deepEqual(one(lit('/b', false)), ['/b', 0]);
+  assert.deepEqual(one(lit('/c', false)), ['/c', 0]);
+  assert.deepEqual(one(lit('/bad\n', false)), ['/bad\n', 5]);
+  assert.deepEqual(one(lit('/bad\n', false)), ['/bad\n', 5]);
+  assert.deepEqual(one(lit('/good', false)), ['/good', 0]);
+  assert.deepEqual(one(lit(`${long}\r`, true)), [`${long}\r`, 5]);
+  assert.deepEqual(one(lit(`${long}\r`, true)), [`${long}\r`, 5]);
+  assert.deepEqual(one(lit(`${long}`, true)), [long, 0]);
+});
+
 // ---- the backend side
 
 /**

@@ -286,6 +286,18 @@ function nameMeta(n: string): number {
 const STATIC_META = new Uint16Array(STATIC_LEN);
 for (let i = 0; i < STATIC_LEN; i++) STATIC_META[i] = nameMeta(STATIC_TABLE[i][0]);
 
+/** Longest literal (encoded octets) readMemo remembers. */
+const MEMO_OCTETS = 128;
+
+/** One remembered literal value: its encoded octets, its string and its verdict. */
+class LiteralMemo {
+  readonly raw = new Uint8Array(MEMO_OCTETS);
+  len = 0;
+  huff = false;
+  str = '';
+  meta = 0;
+}
+
 /**
  * One connection direction's decoder. `decode` fills `names`/`values` (reused arrays) and
  * sets `oversize` when the header list passes `maxListSize` or `maxFields`: the block is
@@ -394,7 +406,10 @@ export class HpackDecoder {
           name = t.names[at];
           m = t.meta[at] & NAME_BITS;
         }
-        const v = this.readString(buf, p, end);
+        const v =
+          !incremental && !never && idx !== 0 && idx <= STATIC_LEN
+            ? this.readMemo(buf, p, end, idx)
+            : this.readString(buf, p, end);
         if (v === undefined) return HpackError.COMPRESSION;
         value = v;
         p = this.pos;
@@ -477,6 +492,8 @@ export class HpackDecoder {
 
   /** Validation bits of the last string read (see readString, readName). */
   private strMeta = 0;
+  /** Per static name index, the last literal value without indexing (see readMemo). */
+  private memo: (LiteralMemo | undefined)[] | undefined;
 
   /**
    * String literal (§5.2) as a field value; undefined when truncated or a bad Huffman code.
@@ -501,6 +518,51 @@ export class HpackDecoder {
     }
     this.strMeta = valueOctets(buf, s, e);
     return (buf as Buffer).toString('latin1', s, e);
+  }
+
+  /**
+   * A value sent as a literal without indexing under static name `slot`: peers send fields
+   * they never index that way on every message (nghttp2's `:path`, most of nginx's response
+   * fields), usually with the same octets. The last one per name is remembered, octets,
+   * string and verdict, so a repeat costs a compare instead of Huffman decoding, string
+   * creation and validation.
+   */
+  private readMemo(buf: Uint8Array, p: number, end: number, slot: number): string | undefined {
+    if (p >= end) return undefined;
+    const huff = (buf[p] & 0x80) !== 0;
+    const len = this.readInt(buf, p, end, 7);
+    if (len < 0) return undefined;
+    const s = this.pos;
+    if (s + len > end) return undefined;
+    let memo = this.memo;
+    if (memo === undefined) {
+      memo = new Array(STATIC_LEN + 1);
+      this.memo = memo;
+    }
+    let c = memo[slot];
+    if (c !== undefined && c.len === len && c.huff === huff) {
+      const raw = c.raw;
+      let i = 0;
+      while (i < len && raw[i] === buf[s + i]) i++;
+      if (i === len) {
+        this.pos = s + len;
+        this.strMeta = c.meta;
+        return c.str;
+      }
+    }
+    const str = this.readString(buf, p, end);
+    if (str === undefined || len > MEMO_OCTETS) return str;
+    if (c === undefined) {
+      c = new LiteralMemo();
+      memo[slot] = c;
+    }
+    const raw = c.raw;
+    for (let i = 0; i < len; i++) raw[i] = buf[s + i];
+    c.len = len;
+    c.huff = huff;
+    c.str = str;
+    c.meta = this.strMeta;
+    return str;
   }
 
   /** String literal as a field name (a literal name: rarer than values, kept apart). */
