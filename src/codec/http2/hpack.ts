@@ -289,13 +289,44 @@ for (let i = 0; i < STATIC_LEN; i++) STATIC_META[i] = nameMeta(STATIC_TABLE[i][0
 /** Longest literal (encoded octets) readMemo remembers. */
 const MEMO_OCTETS = 128;
 
-/** One remembered literal value: its encoded octets, its string and its verdict. */
+/** One remembered literal: its encoded octets, its string and its verdict. */
 class LiteralMemo {
   readonly raw = new Uint8Array(MEMO_OCTETS);
   len = 0;
   huff = false;
   str = '';
   meta = 0;
+
+  /** Holds exactly the octets buf[s, s + len) with this Huffman flag. */
+  holds(buf: Uint8Array, s: number, len: number, huff: boolean): boolean {
+    if (this.len !== len || this.huff !== huff) return false;
+    const raw = this.raw;
+    for (let i = 0; i < len; i++) if (raw[i] !== buf[s + i]) return false;
+    return true;
+  }
+}
+
+function remember(
+  memo: (LiteralMemo | undefined)[],
+  slot: number,
+  buf: Uint8Array,
+  s: number,
+  len: number,
+  huff: boolean,
+  str: string,
+  meta: number,
+): void {
+  let c = memo[slot];
+  if (c === undefined) {
+    c = new LiteralMemo();
+    memo[slot] = c;
+  }
+  const raw = c.raw;
+  for (let i = 0; i < len; i++) raw[i] = buf[s + i];
+  c.len = len;
+  c.huff = huff;
+  c.str = str;
+  c.meta = meta;
 }
 
 /**
@@ -494,6 +525,8 @@ export class HpackDecoder {
   private strMeta = 0;
   /** Per static name index, the last literal value without indexing (see readMemo). */
   private memo: (LiteralMemo | undefined)[] | undefined;
+  /** The last literal name per length mod 16 (see readName). */
+  private nameMemo: (LiteralMemo | undefined)[] | undefined;
 
   /**
    * String literal (§5.2) as a field value; undefined when truncated or a bad Huffman code.
@@ -539,29 +572,14 @@ export class HpackDecoder {
       memo = new Array(STATIC_LEN + 1);
       this.memo = memo;
     }
-    let c = memo[slot];
-    if (c !== undefined && c.len === len && c.huff === huff) {
-      const raw = c.raw;
-      let i = 0;
-      while (i < len && raw[i] === buf[s + i]) i++;
-      if (i === len) {
-        this.pos = s + len;
-        this.strMeta = c.meta;
-        return c.str;
-      }
+    const c = memo[slot];
+    if (c !== undefined && c.holds(buf, s, len, huff)) {
+      this.pos = s + len;
+      this.strMeta = c.meta;
+      return c.str;
     }
     const str = this.readString(buf, p, end);
-    if (str === undefined || len > MEMO_OCTETS) return str;
-    if (c === undefined) {
-      c = new LiteralMemo();
-      memo[slot] = c;
-    }
-    const raw = c.raw;
-    for (let i = 0; i < len; i++) raw[i] = buf[s + i];
-    c.len = len;
-    c.huff = huff;
-    c.str = str;
-    c.meta = this.strMeta;
+    if (str !== undefined && len <= MEMO_OCTETS) remember(memo, slot, buf, s, len, huff, str, this.strMeta);
     return str;
   }
 
@@ -571,10 +589,22 @@ export class HpackDecoder {
     const huff = (buf[p] & 0x80) !== 0;
     const len = this.readInt(buf, p, end, 7);
     if (len < 0) return undefined;
-    let s = this.pos;
+    const at = this.pos;
+    let s = at;
     let e = s + len;
     if (e > end) return undefined;
     this.pos = e;
+    // Literal names repeat too (fields an encoder never indexes): remembered by length.
+    let memo = this.nameMemo;
+    if (memo === undefined) {
+      memo = new Array(16);
+      this.nameMemo = memo;
+    }
+    const c = memo[len & 15];
+    if (c !== undefined && c.holds(buf, at, len, huff)) {
+      this.strMeta = c.meta;
+      return c.str;
+    }
     let src = buf as Buffer;
     if (huff) {
       const n = huffmanDecodeBytes(buf, s, e);
@@ -585,7 +615,9 @@ export class HpackDecoder {
     }
     const m = nameOctets(src, s, e);
     const str = src.toString('latin1', s, e);
-    this.strMeta = m < 0 ? pseudoMeta(str) : m === 0 ? hopMeta(str) : m;
+    const meta = m < 0 ? pseudoMeta(str) : m === 0 ? hopMeta(str) : m;
+    this.strMeta = meta;
+    if (len <= MEMO_OCTETS) remember(memo, len & 15, buf, at, len, huff, str, meta);
     return str;
   }
 }
