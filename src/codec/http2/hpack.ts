@@ -573,7 +573,7 @@ export class HpackDecoder {
       this.memo = memo;
     }
     const c = memo[slot];
-    if (c !== undefined && c.holds(buf, s, len, huff)) {
+    if (c?.holds(buf, s, len, huff)) {
       this.pos = s + len;
       this.strMeta = c.meta;
       return c.str;
@@ -601,7 +601,7 @@ export class HpackDecoder {
       this.nameMemo = memo;
     }
     const c = memo[len & 15];
-    if (c !== undefined && c.holds(buf, at, len, huff)) {
+    if (c?.holds(buf, at, len, huff)) {
       this.strMeta = c.meta;
       return c.str;
     }
