@@ -73,7 +73,7 @@ const ENTRY_OVERHEAD = 32;
 class DynamicTable {
   names: string[] = new Array(64);
   values: string[] = new Array(64);
-  /** Per entry: what validation found when it was decoded (Field bits, see below). */
+  /** Per entry: what validation found when it was decoded (the meta bits, see below). */
   meta: number[] = new Array(64).fill(0);
   /** Position of the oldest entry and the count, in the ring. */
   head = 0;
@@ -374,6 +374,7 @@ export class HpackDecoder {
     this.neverIndexed = undefined;
     this.fieldError = 0;
     this.hopError = 0;
+    this.pseudo = 0;
     let p = start;
     let sawField = false;
     // Pseudo-header fields seen, and whether a regular field came already (kept in locals:
