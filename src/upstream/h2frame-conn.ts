@@ -40,6 +40,11 @@ export interface FrameStreamUser {
   onSent(s: H2Stream, n: number): void;
   /** The peer broke the protocol on this stream; we reset it with `code` right after. */
   onStreamError(s: H2Stream, code: number): void;
+  /**
+   * A malformed header block from the server (RFC 9113 §8.2, §8.3; `why` says how): the
+   * stream is reset with PROTOCOL_ERROR right after, and nothing of the block is delivered.
+   */
+  onBadHeaders(s: H2Stream, why: string): void;
   /** The stream is closed both ways (ended, reset, or lost); once. */
   onClose(s: H2Stream): void;
 }
@@ -320,7 +325,10 @@ export abstract class FrameConn {
         this.windowUpdateFrame(b, s, e, id);
         return;
       case FrameType.PRIORITY:
-        if (e - s !== 5 || id === 0) this.connError(ErrorCode.PROTOCOL_ERROR, 'bad PRIORITY');
+        // Validated, then ignored (RFC 9113 §5.3.2 deprecates the priority scheme).
+        if (id === 0) this.connError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        else if (e - s !== 5) this.priorityError(id, ErrorCode.FRAME_SIZE_ERROR);
+        else if (readU31(b, s) === id) this.priorityError(id, ErrorCode.PROTOCOL_ERROR);
         return;
       case FrameType.PUSH_PROMISE:
         this.connError(ErrorCode.PROTOCOL_ERROR, 'push is disabled');
@@ -579,6 +587,13 @@ export abstract class FrameConn {
     this.dropQueue(st);
     st.user.onReset(st, code);
     if (!st.closed) this.closeStream(st);
+  }
+
+  /** A bad PRIORITY frame is a stream error (RFC 9113 §6.3), also on a stream not open yet. */
+  private priorityError(id: number, code: number): void {
+    const st = this.streams.get(id);
+    if (st !== undefined) this.streamError(st, code);
+    else this.writeRst(id, code);
   }
 
   /** A stream error caused by the peer (RFC 9113 §5.4.2): the owner hears it, then RST_STREAM. */

@@ -8,7 +8,7 @@
 // when the ack does not come; close connections idle past `timeouts.serverIdle`.
 import net from 'node:net';
 import { ErrorCode, PREFACE } from '../codec/http2/constants.js';
-import type { HeaderObjectLike } from '../codec/http2/hpack.js';
+import { fieldProblem, type HeaderObjectLike, type HpackDecoder, Pseudo } from '../codec/http2/hpack.js';
 import { FrameConn, type FrameConnOptions, type FrameStreamUser, H2Stream } from './h2frame-conn.js';
 
 /** Where to connect: a balancer Member satisfies this. Connections are keyed by this object. */
@@ -126,6 +126,13 @@ export class UpConn extends FrameConn {
     const st = this.streams.get(id);
     if (st === undefined) return; // a stream we reset: the block only updated the table
     const d = this.dec;
+    // Numbers the decoder left (RFC 9113 §8.2, §8.3): response headers carry :status and
+    // no other pseudo-header; trailers none; every field name and value well formed.
+    if (d.fieldError !== 0 || d.pseudo !== (st.gotHeaders ? 0 : Pseudo.STATUS)) {
+      st.user.onBadHeaders(st, responseProblem(d, st.gotHeaders));
+      this.resetStream(st, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
     if (
       !st.gotHeaders &&
       !endStream &&
@@ -184,6 +191,14 @@ export class UpConn extends FrameConn {
     this.group.remove(this);
     this.loseAll(this.goawayLastId);
   }
+}
+
+/** Why a response block is malformed (only called when it is). */
+function responseProblem(d: HpackDecoder, trailers: boolean): string {
+  if (d.fieldError !== 0) return fieldProblem(d);
+  if (trailers) return 'pseudo-header field in trailers';
+  if ((d.pseudo & Pseudo.STATUS) === 0) return 'response without ":status"';
+  return 'request pseudo-header field in a response';
 }
 
 function onUpSocketError(this: net.Socket & { upConn?: UpConn }, e: Error): void {

@@ -1,7 +1,7 @@
 // HPACK (RFC 7541): static + dynamic table, decoder with Huffman decoding, encoder with
 // dynamic-table indexing. Header octets are carried as latin1 strings, so values pass
 // through the proxy byte for byte and a string's length is its octet count.
-import { huffmanDecode, huffmanEncode, huffmanLength } from './huffman.js';
+import { huffmanDecodeBytes, huffmanEncode, huffmanLength, huffmanOut, huffmanSawCtl } from './huffman.js';
 
 export const STATIC_TABLE: readonly (readonly [string, string])[] = [
   [':authority', ''],
@@ -73,6 +73,8 @@ const ENTRY_OVERHEAD = 32;
 class DynamicTable {
   names: string[] = new Array(64);
   values: string[] = new Array(64);
+  /** Per entry: what validation found when it was decoded (the meta bits, see below). */
+  meta: number[] = new Array(64).fill(0);
   /** Position of the oldest entry and the count, in the ring. */
   head = 0;
   count = 0;
@@ -88,7 +90,7 @@ class DynamicTable {
     return (this.head + this.count - i) & (this.names.length - 1);
   }
 
-  add(name: string, value: string): void {
+  add(name: string, value: string, meta = 0): void {
     const sz = name.length + value.length + ENTRY_OVERHEAD;
     this.evictTo(this.maxSize - sz);
     if (sz > this.maxSize) return; // the table is emptied and the entry not added (§4.4)
@@ -96,6 +98,7 @@ class DynamicTable {
     const pos = (this.head + this.count) & (this.names.length - 1);
     this.names[pos] = name;
     this.values[pos] = value;
+    this.meta[pos] = meta;
     this.count++;
     this.size += sz;
   }
@@ -127,13 +130,16 @@ class DynamicTable {
     const n = this.names.length;
     const names: string[] = new Array(n * 2);
     const values: string[] = new Array(n * 2);
+    const meta: number[] = new Array(n * 2).fill(0);
     for (let i = 0; i < this.count; i++) {
       const p = (this.head + i) & (n - 1);
       names[i] = this.names[p];
       values[i] = this.values[p];
+      meta[i] = this.meta[p];
     }
     this.names = names;
     this.values = values;
+    this.meta = meta;
     this.head = 0;
   }
 }
@@ -145,10 +151,191 @@ export const HpackError = {
 } as const;
 
 /**
+ * Why a header block is malformed (RFC 9113 §8.2.1, §8.3): a stream error, not a
+ * compression error, so the block still decodes to the end (the dynamic table stays in
+ * step) and the decoder only records the first problem as a number.
+ */
+export const FieldError = {
+  NONE: 0,
+  NAME_EMPTY: 1,
+  NAME_UPPER: 2,
+  NAME_CHAR: 3,
+  PSEUDO_UNKNOWN: 4,
+  VALUE_CHAR: 5,
+  VALUE_SPACE: 6,
+  PSEUDO_DUPLICATE: 7,
+  PSEUDO_AFTER_REGULAR: 8,
+} as const;
+
+export const FIELD_ERROR_TEXT: readonly string[] = [
+  '',
+  'empty field name',
+  'upper-case character in field name',
+  'character outside RFC 9110 tchar in field name',
+  'unknown pseudo-header field',
+  'NUL, CR or LF in field value',
+  'leading or trailing whitespace in field value',
+  'duplicate pseudo-header field',
+  'pseudo-header field after a regular field',
+];
+
+/** A field name for a message: quoted, escaped, bounded (it is the peer's input). */
+export function quoteName(n: string): string {
+  return JSON.stringify(n.length > 64 ? `${n.slice(0, 64)}…` : n);
+}
+
+/** The decoder's field error as text, e.g. for an access record (only when `d.fieldError !== 0`). */
+export function fieldProblem(d: HpackDecoder): string {
+  return `${FIELD_ERROR_TEXT[d.fieldError] ?? 'malformed field'} ${quoteName(d.errorName)}`;
+}
+
+/** Connection-specific fields (RFC 9113 §8.2.2), which the request side rejects. */
+export const HopError = { NONE: 0, CONNECTION: 1, TE: 2 } as const;
+
+/** Pseudo-header fields seen in a block (`HpackDecoder.pseudo`). */
+export const Pseudo = { AUTHORITY: 1, METHOD: 2, PATH: 4, SCHEME: 8, STATUS: 16 } as const;
+
+// A field's validation summary ("meta"), one small integer: static-table fields have it
+// precomputed, dynamic-table entries keep the one found when they were decoded as literals,
+// so only literal names and values are ever scanned.
+const PSEUDO_BITS = 31;
+const M_TE = 32;
+/** connection, keep-alive, proxy-connection, transfer-encoding, upgrade. */
+const M_CONN = 64;
+/** A `te` field whose value is not "trailers". */
+const M_TE_BAD = 128;
+const NAME_ERR_SHIFT = 8;
+const VALUE_ERR_SHIFT = 12;
+/** The bits that depend on the name alone (kept when a literal reuses an indexed name). */
+const NAME_BITS = PSEUDO_BITS | M_CONN | M_TE | (15 << NAME_ERR_SHIFT);
+
+/** Per octet of a field name: 0 for a lower-case RFC 9110 tchar, else the FieldError. */
+const NAME_OCTET = new Uint8Array(256).fill(FieldError.NAME_CHAR);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_OCTET[c.charCodeAt(0)] = 0;
+for (let c = 65; c <= 90; c++) NAME_OCTET[c] = FieldError.NAME_UPPER;
+
+/** Meta of a pseudo-header name (one starting with ':'). */
+function pseudoMeta(n: string): number {
+  switch (n) {
+    case ':authority':
+      return Pseudo.AUTHORITY;
+    case ':method':
+      return Pseudo.METHOD;
+    case ':path':
+      return Pseudo.PATH;
+    case ':scheme':
+      return Pseudo.SCHEME;
+    case ':status':
+      return Pseudo.STATUS;
+    default:
+      return FieldError.PSEUDO_UNKNOWN << NAME_ERR_SHIFT;
+  }
+}
+
+/** Meta of a valid regular name: connection-specific or `te` (length first: no compare for most). */
+function hopMeta(n: string): number {
+  switch (n.length) {
+    case 2:
+      return n === 'te' ? M_TE : 0;
+    case 7:
+      return n === 'upgrade' ? M_CONN : 0;
+    case 10:
+      return n === 'connection' || n === 'keep-alive' ? M_CONN : 0;
+    case 16:
+      return n === 'proxy-connection' ? M_CONN : 0;
+    case 17:
+      return n === 'transfer-encoding' ? M_CONN : 0;
+    default:
+      return 0;
+  }
+}
+
+/** Name octets b[s, e): -1 for a pseudo-header (judged on the string), else its error bits. */
+function nameOctets(b: Uint8Array, s: number, e: number): number {
+  if (s === e) return FieldError.NAME_EMPTY << NAME_ERR_SHIFT;
+  if (b[s] === 58) return -1;
+  for (let i = s; i < e; i++) {
+    const x = NAME_OCTET[b[i]];
+    if (x !== 0) return x << NAME_ERR_SHIFT;
+  }
+  return 0;
+}
+
+/** Value octets b[s, e): NUL, CR, LF anywhere, SP or HTAB at either end (RFC 9113 §8.2.1). */
+function valueOctets(b: Uint8Array, s: number, e: number): number {
+  for (let i = s; i < e; i++) {
+    const c = b[i];
+    if (c < 14 && (c === 0 || c === 10 || c === 13)) return FieldError.VALUE_CHAR << VALUE_ERR_SHIFT;
+  }
+  return valueEnds(b, s, e);
+}
+
+/** SP or HTAB at either end of b[s, e). */
+function valueEnds(b: Uint8Array, s: number, e: number): number {
+  if (s === e) return 0;
+  const c = b[s];
+  const d = b[e - 1];
+  return c === 32 || c === 9 || d === 32 || d === 9 ? FieldError.VALUE_SPACE << VALUE_ERR_SHIFT : 0;
+}
+
+/** Meta of a name from a table (static names are all valid). */
+function nameMeta(n: string): number {
+  return n.charCodeAt(0) === 58 ? pseudoMeta(n) : hopMeta(n);
+}
+
+const STATIC_META = new Uint16Array(STATIC_LEN);
+for (let i = 0; i < STATIC_LEN; i++) STATIC_META[i] = nameMeta(STATIC_TABLE[i][0]);
+
+/** Longest literal (encoded octets) readMemo remembers. */
+const MEMO_OCTETS = 128;
+
+/** One remembered literal: its encoded octets, its string and its verdict. */
+class LiteralMemo {
+  readonly raw = new Uint8Array(MEMO_OCTETS);
+  len = 0;
+  huff = false;
+  str = '';
+  meta = 0;
+
+  /** Holds exactly the octets buf[s, s + len) with this Huffman flag. */
+  holds(buf: Uint8Array, s: number, len: number, huff: boolean): boolean {
+    if (this.len !== len || this.huff !== huff) return false;
+    const raw = this.raw;
+    for (let i = 0; i < len; i++) if (raw[i] !== buf[s + i]) return false;
+    return true;
+  }
+}
+
+function remember(
+  memo: (LiteralMemo | undefined)[],
+  slot: number,
+  buf: Uint8Array,
+  s: number,
+  len: number,
+  huff: boolean,
+  str: string,
+  meta: number,
+): void {
+  let c = memo[slot];
+  if (c === undefined) {
+    c = new LiteralMemo();
+    memo[slot] = c;
+  }
+  const raw = c.raw;
+  for (let i = 0; i < len; i++) raw[i] = buf[s + i];
+  c.len = len;
+  c.huff = huff;
+  c.str = str;
+  c.meta = meta;
+}
+
+/**
  * One connection direction's decoder. `decode` fills `names`/`values` (reused arrays) and
  * sets `oversize` when the header list passes `maxListSize` or `maxFields`: the block is
  * still decoded to the end so the dynamic table stays in step with the peer, but fields
- * past the bound are not kept.
+ * past the bound are not kept. It also validates the fields as it goes (`fieldError`,
+ * `pseudo`, `hopError`); what the block is (request, response, trailers) is the caller's
+ * to judge from those.
  */
 export class HpackDecoder {
   readonly table: DynamicTable;
@@ -163,6 +350,14 @@ export class HpackDecoder {
   oversize = false;
   /** Names of fields sent as never-indexed (§7.1.3: re-encode them the same way). */
   neverIndexed: string[] | undefined;
+  /** First FieldError of the block (0: none) and the name of the field it was found on. */
+  fieldError = 0;
+  errorName = '';
+  /** Pseudo-header fields in the block (Pseudo bits). */
+  pseudo = 0;
+  /** First HopError of the block (0: none) and its field name. */
+  hopError = 0;
+  hopName = '';
 
   constructor(maxListSize = 65_536, maxFields = 256, maxTableSize = 4096) {
     this.table = new DynamicTable(maxTableSize);
@@ -177,11 +372,21 @@ export class HpackDecoder {
     this.listSize = 0;
     this.oversize = false;
     this.neverIndexed = undefined;
+    this.fieldError = 0;
+    this.hopError = 0;
+    this.pseudo = 0;
     let p = start;
     let sawField = false;
+    // Pseudo-header fields seen, and whether a regular field came already (kept in locals:
+    // the common field costs one compare).
+    let pseudo = 0;
+    let regular = false;
     const t = this.table;
     while (p < end) {
       const b = buf[p];
+      let name: string;
+      let value: string;
+      let m: number;
       if (b & 0x80) {
         // Indexed field (§6.1).
         const idx = this.readInt(buf, p, end, 7);
@@ -190,17 +395,18 @@ export class HpackDecoder {
         if (idx === 0) return HpackError.COMPRESSION;
         if (idx <= STATIC_LEN) {
           const e = STATIC_TABLE[idx - 1];
-          this.push(e[0], e[1]);
+          name = e[0];
+          value = e[1];
+          m = STATIC_META[idx - 1];
         } else {
           const d = idx - STATIC_LEN;
           if (d > t.count) return HpackError.COMPRESSION;
           const at = t.at(d);
-          this.push(t.names[at], t.values[at]);
+          name = t.names[at];
+          value = t.values[at];
+          m = t.meta[at];
         }
-        sawField = true;
-        continue;
-      }
-      if ((b & 0xe0) === 0x20) {
+      } else if ((b & 0xe0) === 0x20) {
         // Dynamic table size update (§6.3): only before the first field.
         if (sawField) return HpackError.COMPRESSION;
         const n = this.readInt(buf, p, end, 5);
@@ -208,38 +414,79 @@ export class HpackDecoder {
         p = this.pos;
         t.setMax(n);
         continue;
-      }
-      // Literal: with incremental indexing (01), without (0000), never indexed (0001).
-      const incremental = (b & 0xc0) === 0x40;
-      const prefix = incremental ? 6 : 4;
-      const never = !incremental && (b & 0x10) !== 0;
-      const idx = this.readInt(buf, p, end, prefix);
-      if (idx < 0) return HpackError.COMPRESSION;
-      p = this.pos;
-      let name: string | undefined;
-      if (idx === 0) {
-        name = this.readString(buf, p, end);
-        if (name === undefined) return HpackError.COMPRESSION;
-        p = this.pos;
-      } else if (idx <= STATIC_LEN) {
-        name = STATIC_TABLE[idx - 1][0];
       } else {
-        const d = idx - STATIC_LEN;
-        if (d > t.count) return HpackError.COMPRESSION;
-        name = t.names[t.at(d)];
+        // Literal: with incremental indexing (01), without (0000), never indexed (0001).
+        const incremental = (b & 0xc0) === 0x40;
+        const prefix = incremental ? 6 : 4;
+        const never = !incremental && (b & 0x10) !== 0;
+        const idx = this.readInt(buf, p, end, prefix);
+        if (idx < 0) return HpackError.COMPRESSION;
+        p = this.pos;
+        if (idx === 0) {
+          const n = this.readName(buf, p, end);
+          if (n === undefined) return HpackError.COMPRESSION;
+          name = n;
+          p = this.pos;
+          m = this.strMeta;
+        } else if (idx <= STATIC_LEN) {
+          name = STATIC_TABLE[idx - 1][0];
+          m = STATIC_META[idx - 1];
+        } else {
+          const d = idx - STATIC_LEN;
+          if (d > t.count) return HpackError.COMPRESSION;
+          const at = t.at(d);
+          name = t.names[at];
+          m = t.meta[at] & NAME_BITS;
+        }
+        const v =
+          !incremental && !never && idx !== 0 && idx <= STATIC_LEN
+            ? this.readMemo(buf, p, end, idx)
+            : this.readString(buf, p, end);
+        if (v === undefined) return HpackError.COMPRESSION;
+        value = v;
+        p = this.pos;
+        m |= this.strMeta;
+        if ((m & M_TE) !== 0 && value !== 'trailers') m |= M_TE_BAD;
+        if (incremental) t.add(name, value, m);
+        if (never) {
+          if (this.neverIndexed === undefined) this.neverIndexed = [];
+          this.neverIndexed.push(name);
+        }
       }
-      const value = this.readString(buf, p, end);
-      if (value === undefined) return HpackError.COMPRESSION;
-      p = this.pos;
-      if (incremental) t.add(name, value);
-      if (never) {
-        if (this.neverIndexed === undefined) this.neverIndexed = [];
-        this.neverIndexed.push(name);
+      sawField = true;
+      if (m === 0) regular = true;
+      else {
+        const ps = m & PSEUDO_BITS;
+        if (ps === 0) regular = true;
+        else {
+          if (regular) this.flag(FieldError.PSEUDO_AFTER_REGULAR, name);
+          else if ((pseudo & ps) !== 0) this.flag(FieldError.PSEUDO_DUPLICATE, name);
+          pseudo |= ps;
+        }
+        if (m > M_TE) this.note(m, name);
       }
       this.push(name, value);
-      sawField = true;
     }
+    this.pseudo = pseudo;
     return HpackError.OK;
+  }
+
+  /** A field with a problem, or connection-specific (rare: off the inlined path). */
+  private note(m: number, name: string): void {
+    if (m > 255) {
+      const e = (m >>> NAME_ERR_SHIFT) & 15;
+      this.flag(e !== 0 ? e : (m >>> VALUE_ERR_SHIFT) & 15, name);
+    }
+    if ((m & (M_CONN | M_TE_BAD)) !== 0 && this.hopError === 0) {
+      this.hopError = (m & M_CONN) !== 0 ? HopError.CONNECTION : HopError.TE;
+      this.hopName = name;
+    }
+  }
+
+  private flag(e: number, name: string): void {
+    if (this.fieldError !== 0) return;
+    this.fieldError = e;
+    this.errorName = name;
   }
 
   private push(name: string, value: string): void {
@@ -275,7 +522,18 @@ export class HpackDecoder {
     return v;
   }
 
-  /** String literal (§5.2); undefined when truncated or a bad Huffman code. Sets this.pos. */
+  /** Validation bits of the last string read (see readString, readName). */
+  private strMeta = 0;
+  /** Per static name index, the last literal value without indexing (see readMemo). */
+  private memo: (LiteralMemo | undefined)[] | undefined;
+  /** The last literal name per length mod 16 (see readName). */
+  private nameMemo: (LiteralMemo | undefined)[] | undefined;
+
+  /**
+   * String literal (§5.2) as a field value; undefined when truncated or a bad Huffman code.
+   * Sets this.pos, and this.strMeta from the octets (checked in place: raw in `buf`, or as
+   * decoded).
+   */
   private readString(buf: Uint8Array, p: number, end: number): string | undefined {
     if (p >= end) return undefined;
     const huff = (buf[p] & 0x80) !== 0;
@@ -285,8 +543,83 @@ export class HpackDecoder {
     const e = s + len;
     if (e > end) return undefined;
     this.pos = e;
-    if (huff) return huffmanDecode(buf, s, e);
+    if (huff) {
+      const n = huffmanDecodeBytes(buf, s, e);
+      if (n < 0) return undefined;
+      const out = huffmanOut();
+      this.strMeta = huffmanSawCtl() ? FieldError.VALUE_CHAR << VALUE_ERR_SHIFT : valueEnds(out, 0, n);
+      return out.toString('latin1', 0, n);
+    }
+    this.strMeta = valueOctets(buf, s, e);
     return (buf as Buffer).toString('latin1', s, e);
+  }
+
+  /**
+   * A value sent as a literal without indexing under static name `slot`: peers send fields
+   * they never index that way on every message (nghttp2's `:path`, most of nginx's response
+   * fields), usually with the same octets. The last one per name is remembered, octets,
+   * string and verdict, so a repeat costs a compare instead of Huffman decoding, string
+   * creation and validation.
+   */
+  private readMemo(buf: Uint8Array, p: number, end: number, slot: number): string | undefined {
+    if (p >= end) return undefined;
+    const huff = (buf[p] & 0x80) !== 0;
+    const len = this.readInt(buf, p, end, 7);
+    if (len < 0) return undefined;
+    const s = this.pos;
+    if (s + len > end) return undefined;
+    let memo = this.memo;
+    if (memo === undefined) {
+      memo = new Array(STATIC_LEN + 1);
+      this.memo = memo;
+    }
+    const c = memo[slot];
+    if (c?.holds(buf, s, len, huff)) {
+      this.pos = s + len;
+      this.strMeta = c.meta;
+      return c.str;
+    }
+    const str = this.readString(buf, p, end);
+    if (str !== undefined && len <= MEMO_OCTETS) remember(memo, slot, buf, s, len, huff, str, this.strMeta);
+    return str;
+  }
+
+  /** String literal as a field name (a literal name: rarer than values, kept apart). */
+  private readName(buf: Uint8Array, p: number, end: number): string | undefined {
+    if (p >= end) return undefined;
+    const huff = (buf[p] & 0x80) !== 0;
+    const len = this.readInt(buf, p, end, 7);
+    if (len < 0) return undefined;
+    const at = this.pos;
+    let s = at;
+    let e = s + len;
+    if (e > end) return undefined;
+    this.pos = e;
+    // Literal names repeat too (fields an encoder never indexes): remembered by length.
+    let memo = this.nameMemo;
+    if (memo === undefined) {
+      memo = new Array(16);
+      this.nameMemo = memo;
+    }
+    const c = memo[len & 15];
+    if (c?.holds(buf, at, len, huff)) {
+      this.strMeta = c.meta;
+      return c.str;
+    }
+    let src = buf as Buffer;
+    if (huff) {
+      const n = huffmanDecodeBytes(buf, s, e);
+      if (n < 0) return undefined;
+      src = huffmanOut();
+      s = 0;
+      e = n;
+    }
+    const m = nameOctets(src, s, e);
+    const str = src.toString('latin1', s, e);
+    const meta = m < 0 ? pseudoMeta(str) : m === 0 ? hopMeta(str) : m;
+    this.strMeta = meta;
+    if (len <= MEMO_OCTETS) remember(memo, len & 15, buf, at, len, huff, str, meta);
+    return str;
   }
 }
 

@@ -42,6 +42,7 @@ const LENGTHS = [
 ];
 
 const EOS = 256;
+const CTL = 512;
 
 // Binary code tree: node n has children kid[2n], kid[2n+1]; a value < 0 is leaf -(sym+1).
 const kid = new Int32Array(2 * 512);
@@ -86,7 +87,9 @@ for (let s = 0; s < nodes; s++) {
       } else n = v;
     }
     NEXT[s * 16 + nib] = n;
-    EMIT[s * 16 + nib] = emit;
+    // NUL, LF and CR are emitted as CTL + symbol: one compare on the hot path finds both
+    // them and EOS, so field values are checked for them while decoding (RFC 9113 §8.2.1).
+    EMIT[s * 16 + nib] = emit === 0 || emit === 10 || emit === 13 ? CTL + emit : emit;
   }
 }
 // A string may end only at the root or inside the all-ones prefix of EOS no deeper than 7 bits.
@@ -100,31 +103,62 @@ let scratch = Buffer.allocUnsafe(4096);
  * as they are). Returns undefined for an invalid code (EOS inside, bad padding).
  */
 export function huffmanDecode(src: Uint8Array, start: number, end: number): string | undefined {
+  const n = huffmanDecodeBytes(src, start, end);
+  if (n < 0) return undefined;
+  return scratch.toString('latin1', 0, n);
+}
+
+/**
+ * Decodes `src[start, end)` into `huffmanOut()[0, n)` and returns n, or -1 for an invalid
+ * code. The octets are valid until the next call (the HPACK decoder checks them in place).
+ */
+export function huffmanDecodeBytes(src: Uint8Array, start: number, end: number): number {
   // 5 bits minimum per symbol: at most 8/5 output bytes per input byte.
   const max = ((end - start) * 8) / 5 + 1;
   if (scratch.length < max) scratch = Buffer.allocUnsafe(Math.ceil(max * 2));
   const out = scratch;
   let o = 0;
   let s = 0;
+  ctl = false;
   for (let i = start; i < end; i++) {
     const byte = src[i];
     let k = s * 16 + (byte >>> 4);
     let e = EMIT[k];
     if (e >= 0) {
-      if (e === EOS) return undefined;
+      if (e >= EOS) {
+        if (e === EOS) return -1;
+        ctl = true;
+        e -= CTL;
+      }
       out[o++] = e;
     }
     s = NEXT[k];
     k = s * 16 + (byte & 0xf);
     e = EMIT[k];
     if (e >= 0) {
-      if (e === EOS) return undefined;
+      if (e >= EOS) {
+        if (e === EOS) return -1;
+        ctl = true;
+        e -= CTL;
+      }
       out[o++] = e;
     }
     s = NEXT[k];
   }
-  if (ACCEPT[s] === 0) return undefined;
-  return out.toString('latin1', 0, o);
+  if (ACCEPT[s] === 0) return -1;
+  return o;
+}
+
+let ctl = false;
+
+/** The buffer `huffmanDecodeBytes` wrote into. */
+export function huffmanOut(): Buffer {
+  return scratch;
+}
+
+/** The last `huffmanDecodeBytes` output holds a NUL, LF or CR. */
+export function huffmanSawCtl(): boolean {
+  return ctl;
 }
 
 /** Octets of the Huffman encoding of latin1 string `s`. */

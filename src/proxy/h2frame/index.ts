@@ -45,6 +45,7 @@ import {
   headerString,
   upstreamRequestHeaders,
 } from './headers.js';
+import { connectProblem, parseContentLength, requestProblem, trailersProblem } from './validate.js';
 
 // Windows we advertise to clients: large enough for 4 MiB messages to stream without a
 // round trip per 64 KiB, and the bound on what one stream can make us hold.
@@ -153,7 +154,17 @@ class ClientH2Conn extends FrameConn {
         this.streamError(st, ErrorCode.PROTOCOL_ERROR);
         return;
       }
-      (st.user as Exchange).onClientTrailers(headersOf(this.dec));
+      const x = st.user as Exchange;
+      const bad = trailersProblem(this.dec);
+      if (bad !== undefined) {
+        x.malformed(bad);
+        return;
+      }
+      if (x.clen >= 0 && x.bytesIn !== x.clen) {
+        x.malformed(`DATA (${x.bytesIn} bytes) does not match "content-length: ${x.clen}"`);
+        return;
+      }
+      x.onClientTrailers(headersOf(this.dec));
       this.remoteEnd(st);
       return;
     }
@@ -420,6 +431,8 @@ class Exchange implements FrameStreamUser, FrameWaiter {
   creditSkip = 0;
   bytesIn = 0;
   bytesOut = 0;
+  /** The request's content-length (-1: none): DATA must add up to it (RFC 9113 §8.1.1). */
+  clen = -1;
   status = 0;
   grpcStatus = -1;
   localTrailers: OutgoingHttpHeaders | undefined;
@@ -465,19 +478,36 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     const h = headersOf(d);
     this.headers = h;
     this.never = d.neverIndexed;
-    const path = h[':path'];
-    const method = h[':method'];
-    if (typeof method !== 'string' || typeof path !== 'string' || h[':scheme'] === undefined) {
-      // Malformed (RFC 9113 §8.1.1): a stream error.
-      this.outcome = 'bad_request';
-      this.detail = 'malformed request headers';
-      this.cs.resetStream(this.c, ErrorCode.PROTOCOL_ERROR);
-      return;
-    }
-    this.path = path;
+    // The pseudo-headers are single strings when present: the decoder flags duplicates.
+    const path = h[':path'] as string | undefined;
+    const method = h[':method'] as string | undefined;
     const ih = h as IncomingHttpHeaders;
     const grpc = isGrpcContentType(headerString(ih, 'content-type'));
     this.grpc = grpc;
+    if (method === 'CONNECT') {
+      this.connect(d);
+      return;
+    }
+    const bad = requestProblem(d, path);
+    if (bad !== undefined) {
+      if (path !== undefined) this.path = path;
+      if (method !== undefined) this.method = method;
+      this.malformed(bad);
+      return;
+    }
+    const clen = parseContentLength(h['content-length']);
+    if (clen !== -1) {
+      this.clen = clen;
+      if (clen === -2 || (this.c.remoteEnded && clen !== 0)) {
+        this.path = path!;
+        this.method = method!;
+        this.malformed(
+          clen === -2 ? 'invalid "content-length"' : `"content-length: ${clen}" on a request without DATA`,
+        );
+        return;
+      }
+    }
+    this.path = path!;
     const conn = this.cs.conn;
     const authority = h[':authority'];
     const key: RouteKey = {
@@ -485,17 +515,17 @@ class Exchange implements FrameStreamUser, FrameWaiter {
       source: conn.clientIp,
       sni: conn.tls?.sni,
       host: typeof authority === 'string' ? authority : headerString(ih, 'host'),
-      path,
-      method: grpc ? path : method,
+      path: path!,
+      method: grpc ? path! : method!,
       service: undefined,
       headers: h,
     };
     if (grpc) {
-      this.service = grpcServiceOf(path);
+      this.service = grpcServiceOf(path!);
       key.service = this.service;
-      this.method = path;
+      this.method = path!;
     } else {
-      this.method = method;
+      this.method = method!;
     }
     const route = this.snap.router.route(key);
     this.route = route;
@@ -530,6 +560,36 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     this.retry = [];
     if (!this.h1) this.outHeaders = upstreamRequestHeaders(ih, conn.clientIp, route.requestHeaders);
     this.pickAndSend();
+  }
+
+  /**
+   * A malformed request (RFC 9113 §8.1.1): a stream error PROTOCOL_ERROR, on this stream
+   * only. Closing the stream finishes the exchange, which cancels a backend stream already
+   * opened (request trailers, a body that contradicts content-length). Each one counts
+   * against the rapid-reset budget like a client reset: resets a client provokes from us
+   * free its stream slots just the same ("MadeYouReset", CVE-2025-8671).
+   */
+  malformed(why: string): void {
+    if (this.outcome === 'ok') {
+      this.outcome = 'bad_request';
+      this.detail = `malformed request: ${why}`;
+    }
+    this.cs.resetStream(this.c, ErrorCode.PROTOCOL_ERROR);
+    if (!this.cs.cut) this.cs.countReset();
+  }
+
+  /** CONNECT: not proxied. A well-formed one gets 405 (as on HTTP/1), a malformed one a reset. */
+  private connect(d: HpackDecoder): void {
+    this.method = 'CONNECT';
+    this.grpc = false;
+    const h = this.headers;
+    const bad = connectProblem(d);
+    if (bad !== undefined) {
+      this.malformed(bad);
+      return;
+    }
+    this.path = h[':authority'] as string;
+    this.fail(GrpcStatus.UNIMPLEMENTED, 405, 'CONNECT not supported', 'bad_request');
   }
 
   private hashKey(): string | undefined {
@@ -726,6 +786,12 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     const n = data.length;
     if (s === this.c) {
       this.bytesIn += n;
+      if (this.clen >= 0 && (this.bytesIn > this.clen || (endStream && this.bytesIn !== this.clen))) {
+        this.malformed(
+          `DATA (${this.bytesIn}${endStream ? '' : '+'} bytes) does not match "content-length: ${this.clen}"`,
+        );
+        return;
+      }
       const retry = this.retry;
       if (retry !== null && n > 0) {
         this.retryBytes += n;
@@ -865,6 +931,21 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     }
     // The server broke the protocol on its stream: handled as a reset with that code.
     this.onReset(s, code);
+  }
+
+  onBadHeaders(s: H2Stream, why: string): void {
+    if (s !== this.u || this.finished) return;
+    // A broken server: like a reset before the response (14 / 502), or, once the response
+    // started, gRPC trailers with 14 or a reset of the client stream. The connection
+    // resets the server's stream (PROTOCOL_ERROR) right after.
+    this.u = undefined;
+    this.failure = 'reset';
+    this.fail(
+      GrpcStatus.UNAVAILABLE,
+      502,
+      `server ${this.member?.name ?? '?'} sent a malformed response: ${why}`,
+      'server_reset',
+    );
   }
 
   onClose(s: H2Stream): void {

@@ -12,7 +12,7 @@
 // request body writes report false while DATA waits for the server's window, and the
 // session resumes reading the client when it went out (onSent).
 
-import { type Http1Request, isFieldValue, isToken } from '../../codec/http1/parser.js';
+import type { Http1Request } from '../../codec/http1/parser.js';
 import { ErrorCode } from '../../codec/http2/constants.js';
 import type { HpackDecoder } from '../../codec/http2/hpack.js';
 import type { FrameStreamUser, H2Stream } from '../../upstream/h2frame-conn.js';
@@ -247,18 +247,9 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
           if (n === ':status') status = Number(values[i]);
           continue;
         }
+        // Names and values were checked by the pool (RFC 9113 §8.2.1; onBadHeaders): no CR
+        // or LF can split the HTTP/1 head.
         if (HOP_BY_HOP.has(n)) continue;
-        // Our HPACK decoder passes any octets: a CR or LF here would split the HTTP/1 head
-        // (RFC 9113 §8.2.1: such a response is malformed).
-        if (!isToken(n) || !isFieldValue(values[i])) {
-          this.fail(
-            502,
-            'bad_response',
-            `malformed response field ${JSON.stringify(n)}`,
-            ErrorCode.PROTOCOL_ERROR,
-          );
-          return;
-        }
         if (n === 'content-length') hasLength = true;
         outNames.push(n);
         outValues.push(values[i]);
@@ -287,7 +278,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
       let tail = '';
       for (let i = 0; i < count; i++) {
         const n = names[i];
-        if (n.charCodeAt(0) === 0x3a || !isToken(n) || !isFieldValue(values[i])) continue;
+        if (n.charCodeAt(0) === 0x3a) continue;
         tail += `${n}: ${values[i]}\r\n`;
       }
       this.tail = tail;
@@ -355,6 +346,13 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     if (!this.blocked || st !== this.u || (st.q !== null && st.qBytes > n)) return;
     this.blocked = false;
     if (!this.done) this.s.h2Drain();
+  }
+
+  onBadHeaders(st: H2Stream, why: string): void {
+    if (st !== this.u || this.done) return;
+    // The pool resets the server's stream (PROTOCOL_ERROR) right after: not ours to do.
+    this.u = undefined;
+    this.fail(502, 'bad_response', `server sent a malformed response: ${why}`);
   }
 
   onStreamError(st: H2Stream, code: number): void {
