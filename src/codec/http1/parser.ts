@@ -83,11 +83,21 @@ export const FIELD_STRIDE = 5;
  * offsets into `head` (the head as a latin1 string from its first line); `head[i]` is the
  * byte at `headBase + i` of the parsed buffer's head.
  */
+/** Shared by heads that have no fields yet (never written: parseFields assigns a new array). */
+const NO_OFFS: number[] = [];
+/**
+ * parseFields collects offsets here and copies them out once, sized exactly: pushing into
+ * a fresh array per head re-grew it several times (the largest share of per-request garbage).
+ */
+const SCRATCH: number[] = [];
+/** SCRATCH is trimmed back to this after an unusually long head. */
+const SCRATCH_KEEP = 1024;
+
 class Fields {
   head = '';
   /** Offset in the head bytes (from the parse start) where `head` begins (leading CRLFs). */
   headBase = 0;
-  offs: number[] = [];
+  offs: number[] = NO_OFFS;
   contentLength = -1; // -1 when absent
   /** Content-Length fields seen; a value that was a list counts 2 (needs normalising). */
   clCount = 0;
@@ -231,7 +241,8 @@ function lineError(s: string, pos: number): string {
 function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | undefined): string | undefined {
   let teValue = '';
   const len = s.length;
-  const offs = f.offs;
+  const offs = SCRATCH;
+  let k = 0;
   while (pos < len) {
     // One pass over the line: token name, ':', value bytes, CRLF. Anything else is an error,
     // and lineError() tells which.
@@ -250,7 +261,12 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
       ve--;
     }
     const kind = fieldKind(s, pos, colon - pos);
-    offs.push(pos, colon, vs, ve, kind);
+    offs[k] = pos;
+    offs[k + 1] = colon;
+    offs[k + 2] = vs;
+    offs[k + 3] = ve;
+    offs[k + 4] = kind;
+    k += FIELD_STRIDE;
     switch (kind) {
       case F_CONTENT_LENGTH: {
         // A list of identical values is allowed (RFC 9112 §6.3 item 5); anything else is not.
@@ -318,6 +334,8 @@ function parseFields(s: string, pos: number, f: Fields, extra: Http1Request | un
     }
     pos = e + 2;
   }
+  f.offs = offs.slice(0, k);
+  if (k > SCRATCH_KEEP) offs.length = SCRATCH_KEEP;
   if (f.te) {
     const codings = teValue.toLowerCase().split(',');
     const last = codings[codings.length - 1].trim();
