@@ -20,6 +20,7 @@ import {
 } from '../src/codec/http2/index.js';
 import type { AccessRecord } from '../src/core/types.js';
 import { client, type Harness, startHarness, unary, yamlFor } from './h2-harness.js';
+import { rawH2Server } from './helpers/raw-h2-server.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
 type Pairs = [string, string][];
@@ -501,56 +502,31 @@ async function rawBackend(
   t: After,
   answer: (path: string) => { headers: Pairs; data?: Buffer; trailers?: Pairs },
 ): Promise<{ address: string; resets: number[]; requests: number }> {
-  const socks = new Set<net.Socket>();
   const st = { address: '', resets: [] as number[], requests: 0 };
-  const server = net.createServer((sock) => {
-    socks.add(sock);
-    sock.on('error', () => {});
-    sock.on('close', () => socks.delete(sock));
+  const server = await rawH2Server(t, (sock) => {
     const dec = new HpackDecoder();
     const enc = new HpackEncoder();
-    let buf = Buffer.alloc(0);
-    let started = false;
-    sock.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (!started) {
-        if (buf.length < PREFACE.length) return;
-        buf = buf.subarray(PREFACE.length);
-        started = true;
-        sock.write(encodeFrame(FrameType.SETTINGS, 0, 0));
-      }
-      const r = parseFrames(buf);
-      buf = Buffer.from(r.rest);
-      for (const f of r.frames) {
-        if (f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 0)
-          sock.write(encodeFrame(FrameType.SETTINGS, Flag.ACK, 0));
-        else if (f.type === FrameType.RST_STREAM) st.resets.push(f.payload.readUInt32BE(0));
-        else if (f.type === FrameType.HEADERS) {
-          dec.decode(f.payload, 0, f.payload.length);
-          let path = '';
-          for (let i = 0; i < dec.count; i++) if (dec.names[i] === ':path') path = dec.values[i];
-          st.requests++;
-          const a = answer(path);
-          const block = (fields: Pairs, end: boolean): Buffer => {
-            const n = enc.encodePairs(fields);
-            const flags = Flag.END_HEADERS | (end ? Flag.END_STREAM : 0);
-            return encodeFrame(FrameType.HEADERS, flags, f.streamId, Buffer.from(enc.buf.subarray(0, n)));
-          };
-          const last = a.data === undefined && a.trailers === undefined;
-          sock.write(block(a.headers, last));
-          if (a.data !== undefined)
-            sock.write(encodeFrame(FrameType.DATA, a.trailers ? 0 : Flag.END_STREAM, f.streamId, a.data));
-          if (a.trailers !== undefined) sock.write(block(a.trailers, true));
-        }
-      }
-    });
+    return (f) => {
+      if (f.type === FrameType.RST_STREAM) st.resets.push(f.payload.readUInt32BE(0));
+      if (f.type !== FrameType.HEADERS) return;
+      dec.decode(f.payload, 0, f.payload.length);
+      let path = '';
+      for (let i = 0; i < dec.count; i++) if (dec.names[i] === ':path') path = dec.values[i];
+      st.requests++;
+      const a = answer(path);
+      const block = (fields: Pairs, end: boolean): Buffer => {
+        const n = enc.encodePairs(fields);
+        const flags = Flag.END_HEADERS | (end ? Flag.END_STREAM : 0);
+        return encodeFrame(FrameType.HEADERS, flags, f.streamId, Buffer.from(enc.buf.subarray(0, n)));
+      };
+      const last = a.data === undefined && a.trailers === undefined;
+      sock.write(block(a.headers, last));
+      if (a.data !== undefined)
+        sock.write(encodeFrame(FrameType.DATA, a.trailers ? 0 : Flag.END_STREAM, f.streamId, a.data));
+      if (a.trailers !== undefined) sock.write(block(a.trailers, true));
+    };
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(async () => {
-    for (const s of socks) s.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
-  st.address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  st.address = server.address;
   return st;
 }
 

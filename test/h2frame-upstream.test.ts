@@ -4,10 +4,11 @@
 // lower the stream window mid-call, and the request body kept for a replay.
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import net from 'node:net';
+import type net from 'node:net';
 import { test } from 'node:test';
-import { encodeFrame, Flag, FrameType, PREFACE, parseFrames } from '../src/codec/http2/index.js';
+import { FrameType } from '../src/codec/http2/index.js';
 import { startHarness, yamlFor } from './h2-harness.js';
+import { rawH2Server } from './helpers/raw-h2-server.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
 
@@ -45,35 +46,9 @@ function fetch(
 test('a server that goes silent is dropped by PING liveness; its call fails with 14 / 502', async (t) => {
   // Speaks just enough HTTP/2 to be "ready" (SETTINGS both ways), then never answers.
   let streamsSeen = 0;
-  const socks = new Set<net.Socket>();
-  const silent = net.createServer((s) => {
-    socks.add(s);
-    s.on('error', () => {});
-    let buf = Buffer.alloc(0);
-    let started = false;
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (!started) {
-        if (buf.length < PREFACE.length) return;
-        buf = buf.subarray(PREFACE.length);
-        started = true;
-        s.write(encodeFrame(FrameType.SETTINGS, 0, 0));
-      }
-      const r = parseFrames(buf);
-      buf = Buffer.from(r.rest);
-      for (const f of r.frames) {
-        if (f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 0)
-          s.write(encodeFrame(FrameType.SETTINGS, Flag.ACK, 0));
-        if (f.type === FrameType.HEADERS) streamsSeen++;
-      }
-    });
+  const { address } = await rawH2Server(t, () => (f) => {
+    if (f.type === FrameType.HEADERS) streamsSeen++;
   });
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-  t.after(() => {
-    for (const s of socks) s.destroy();
-    silent.close();
-  });
-  const address = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
   const h = await startHarness(yamlFor([{ name: 'mute', address }]));
   t.after(() => h.stop());
   // Harness pool: PING after 1 s without an ack, dropped 1 s later.

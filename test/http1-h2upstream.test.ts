@@ -7,14 +7,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { test } from 'node:test';
-import {
-  encodeFrame,
-  Flag,
-  FrameType,
-  HpackEncoder,
-  PREFACE,
-  parseFrames,
-} from '../src/codec/http2/index.js';
+import { encodeFrame, Flag, FrameType, HpackEncoder } from '../src/codec/http2/index.js';
+import { rawH2Server } from './helpers/raw-h2-server.js';
 import { get, rawExchange, startHarness } from './http1-harness.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
@@ -340,40 +334,16 @@ test('a server reset is 502 before the response head, and cuts the client after 
 
 test('a response field with CR/LF from the server is refused with 502, never written to the client', async (t) => {
   // A raw HTTP/2 server (node:http2 would refuse to send such a value).
-  const socks = new Set<net.Socket>();
-  const raw = net.createServer((s) => {
-    socks.add(s);
-    s.on('error', () => {});
-    let buf = Buffer.alloc(0);
-    let started = false;
+  const raw = await rawH2Server(t, (s) => {
     const enc = new HpackEncoder();
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (!started) {
-        if (buf.length < PREFACE.length) return;
-        buf = buf.subarray(PREFACE.length);
-        started = true;
-        s.write(encodeFrame(FrameType.SETTINGS, 0, 0));
-      }
-      const r = parseFrames(buf);
-      buf = Buffer.from(r.rest);
-      for (const f of r.frames) {
-        if (f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 0)
-          s.write(encodeFrame(FrameType.SETTINGS, Flag.ACK, 0));
-        if (f.type === FrameType.HEADERS) {
-          const n = enc.encode({ ':status': '200', 'x-evil': 'a\r\nset-cookie: pwned=1' });
-          const block = Buffer.from(enc.buf.subarray(0, n));
-          s.write(encodeFrame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, f.streamId, block));
-        }
-      }
-    });
+    return (f) => {
+      if (f.type !== FrameType.HEADERS) return;
+      const n = enc.encode({ ':status': '200', 'x-evil': 'a\r\nset-cookie: pwned=1' });
+      const block = Buffer.from(enc.buf.subarray(0, n));
+      s.write(encodeFrame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, f.streamId, block));
+    };
   });
-  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
-  t.after(() => {
-    for (const s of socks) s.destroy();
-    raw.close();
-  });
-  const gw = await startHarness(poolYaml([(raw.address() as net.AddressInfo).port]));
+  const gw = await startHarness(poolYaml([raw.port]));
   t.after(() => gw.close());
   const out = await rawExchange(gw.port, 'GET /evil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   assert.match(out, /^HTTP\/1\.1 502 /);
