@@ -4,12 +4,11 @@
 // out to them, and replaces a worker that dies (a bounded number of times).
 import cluster, { type Worker } from 'node:cluster';
 import { type AdminServer, type SteerRequest, type SteerResult, startAdmin } from '../admin/server.js';
-import { loadConfigFile } from '../config/load.js';
 import type { GatewayConfig } from '../config/runtime.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import { mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
 import type { StatsJson } from '../stats/render/json.js';
-import type { ReloadResult, ReloadTrigger } from './reload.js';
+import { loadForReload, type ReloadResult, type ReloadTrigger } from './reload.js';
 import { type FromWorker, isFromWorker, type ToWorker } from './worker.js';
 
 /** Replacements allowed within RESTART_WINDOW_MS; beyond that a dead worker stays dead. */
@@ -175,14 +174,8 @@ export async function runPrimary(
   let reloading: Promise<unknown> = Promise.resolve();
   const reloadNow = async (by: ReloadTrigger): Promise<ReloadResult> => {
     const t0 = performance.now();
-    const loaded = loadConfigFile(file);
-    if (!loaded.ok) {
-      logger.error(
-        { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },
-        'reload rejected: invalid config',
-      );
-      return { ok: false, errors: loaded.errors };
-    }
+    const loaded = loadForReload(file, logger, by);
+    if (!loaded.ok) return loaded;
     const replies = await ask({ sy: 'reload', by }, RELOAD_TIMEOUT_MS);
     const errors: string[] = [];
     for (const r of replies) {

@@ -1,4 +1,5 @@
 import { loadConfigFile } from '../config/load.js';
+import type { GatewayConfig } from '../config/runtime.js';
 import { type Logger, logEvent } from '../core/logger.js';
 import type { Gateway } from '../gateway.js';
 
@@ -6,6 +7,22 @@ export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
 /** Who asked for a reload, for the log. */
 export type ReloadTrigger = 'SIGHUP' | 'admin' | 'api';
+
+/** The file's config for a reload, or its errors (already logged: the reload is rejected). */
+export function loadForReload(
+  file: string,
+  logger: Logger,
+  by: ReloadTrigger,
+): { ok: true; config: GatewayConfig } | { ok: false; errors: string[] } {
+  const loaded = loadConfigFile(file);
+  if (!loaded.ok) {
+    logger.error(
+      { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },
+      'reload rejected: invalid config',
+    );
+  }
+  return loaded;
+}
 
 /**
  * Re-reads the config file, validates it and swaps it in. An invalid file, or a bind that
@@ -18,14 +35,8 @@ export async function reloadFromFile(
   by: ReloadTrigger = 'api',
 ): Promise<ReloadResult> {
   const started = performance.now();
-  const loaded = loadConfigFile(file);
-  if (!loaded.ok) {
-    logger.error(
-      { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },
-      'reload rejected: invalid config',
-    );
-    return { ok: false, errors: loaded.errors };
-  }
+  const loaded = loadForReload(file, logger, by);
+  if (!loaded.ok) return loaded;
   const before = gw.currentConfig;
   try {
     await gw.apply(loaded.config);

@@ -77,6 +77,20 @@ export async function startFromFile(
   };
 }
 
+/** startFromFile for a CLI process: a config or bind error goes to stderr (exit 1). */
+export async function startOrReport(
+  file: string,
+  opts: Parameters<typeof startFromFile>[1],
+): Promise<Running | undefined> {
+  try {
+    return await startFromFile(file, opts);
+  } catch (e) {
+    const errs = (e as { configErrors?: string[] }).configErrors;
+    process.stderr.write(`${errs ? errs.join('\n') : (e as Error).message}\n`);
+    return undefined;
+  }
+}
+
 /** CLI entry: binds signals, returns the process exit code. */
 export async function runUntilSignal(file: string, opts: { pretty?: boolean }): Promise<number> {
   if (cluster.isWorker) return runWorker(file, opts);
@@ -87,14 +101,8 @@ export async function runUntilSignal(file: string, opts: { pretty?: boolean }): 
   }
   const n = processCount(loaded.config.global.workers);
   if (n !== 1) return runPrimary(file, loaded.config, n, opts);
-  let running: Running;
-  try {
-    running = await startFromFile(file, opts);
-  } catch (e) {
-    const errs = (e as { configErrors?: string[] }).configErrors;
-    process.stderr.write(`${errs ? errs.join('\n') : (e as Error).message}\n`);
-    return 1;
-  }
+  const running = await startOrReport(file, opts);
+  if (running === undefined) return 1;
   const { logger } = running;
   logEvent(logger, 'started', { file, pid: process.pid });
   return new Promise<number>((resolve) => {

@@ -8,7 +8,7 @@ import { logEvent } from '../core/logger.js';
 import { snapshotOf } from '../stats/merge.js';
 import { renderPrometheus } from '../stats/render/prometheus.js';
 import type { ReloadTrigger } from './reload.js';
-import { type Running, startFromFile } from './run.js';
+import { type Running, startOrReport } from './run.js';
 
 /** Primary → worker. Requests carry an id the reply repeats. */
 export type ToWorker =
@@ -53,14 +53,8 @@ async function answer(running: Running, m: Exclude<ToWorker, { sy: 'stop' }>): P
 /** Runs until the primary (or a signal) stops it; returns the exit code. */
 export async function runWorker(file: string, opts: { pretty?: boolean }): Promise<number> {
   const id = cluster.worker?.id ?? 0;
-  let running: Running;
-  try {
-    running = await startFromFile(file, { pretty: opts.pretty, admin: false, bindings: { worker: id } });
-  } catch (e) {
-    const errs = (e as { configErrors?: string[] }).configErrors;
-    process.stderr.write(`${errs ? errs.join('\n') : (e as Error).message}\n`);
-    return 1;
-  }
+  const running = await startOrReport(file, { pretty: opts.pretty, admin: false, bindings: { worker: id } });
+  if (running === undefined) return 1;
   const { logger } = running;
   logEvent(logger, 'started', { file, pid: process.pid });
   return new Promise<number>((resolve) => {
