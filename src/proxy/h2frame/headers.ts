@@ -13,6 +13,9 @@ const HOP_BY_HOP = new Set([
   'host', // :authority carries it in HTTP/2
 ]);
 
+/** Response fields never forwarded to the client: the hop-by-hop ones and `te`. */
+export const RESPONSE_SKIP: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'te']);
+
 /**
  * Request headers for the upstream stream: pseudo-headers rebuilt, hop-by-hop removed,
  * `te` kept only as "trailers" (gRPC requires it), `x-forwarded-for` appended.
@@ -50,7 +53,7 @@ export function clientResponseHeaders(
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name in h) {
-    if (HOP_BY_HOP.has(name) || name === 'te') continue;
+    if (RESPONSE_SKIP.has(name)) continue;
     out[name] = h[name];
   }
   if (rules !== undefined) applyRules(out, rules);

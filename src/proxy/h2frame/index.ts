@@ -43,6 +43,7 @@ import {
   clientResponseHeaders,
   cookieValue,
   headerString,
+  RESPONSE_SKIP,
   upstreamRequestHeaders,
 } from './headers.js';
 import { connectProblem, parseContentLength, requestProblem, trailersProblem } from './validate.js';
@@ -64,18 +65,6 @@ const CLIENT_PING_AFTER = 20_000;
 const CLIENT_PING_TIMEOUT = 10_000;
 
 type Headers = Record<string, string | string[]>;
-
-/** Response fields never forwarded to the client (what clientResponseHeaders drops). */
-const RESPONSE_SKIP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'http2-settings',
-  'host',
-  'te',
-]);
 
 export interface H2FrameProxyOptions {
   /** Upstream connection pool (defaults to the process-wide one). */

@@ -1120,13 +1120,8 @@ export class Session implements H1UpstreamHandler {
     this.errorReply(status, outcome, detail, !this.reqDone);
   }
 
-  /** Cuts the exchange without a reply (after the response head was sent, or client gone). */
-  abort(
-    outcome: Outcome,
-    detail: string | undefined,
-    failure: 'reset' | 'other' | 'timeout' | undefined,
-  ): void {
-    if (this.sstate === S_NONE) return;
+  /** Lets go of the exchange's upstream (socket or h2 stream) and releases its pick as failed. */
+  private dropUpstream(failure: 'reset' | 'other' | 'timeout' | undefined): void {
     const up = this.up;
     this.up = null;
     up?.destroy();
@@ -1145,6 +1140,16 @@ export class Session implements H1UpstreamHandler {
           : { ok: false, failure, bytesIn: this.bytesIn, bytesOut: this.bytesOut },
       );
     }
+  }
+
+  /** Cuts the exchange without a reply (after the response head was sent, or client gone). */
+  abort(
+    outcome: Outcome,
+    detail: string | undefined,
+    failure: 'reset' | 'other' | 'timeout' | undefined,
+  ): void {
+    if (this.sstate === S_NONE) return;
+    this.dropUpstream(failure);
     this.record(outcome, detail);
     this.sstate = S_NONE;
     this.closeAfter = true;
@@ -1236,20 +1241,7 @@ export class Session implements H1UpstreamHandler {
   /** A gateway-generated reply with a short text body. */
   errorReply(status: number, outcome: Outcome, detail: string | undefined, close: boolean): void {
     if (this.rstate === R_CLOSED) return;
-    const up = this.up;
-    this.up = null;
-    up?.destroy();
-    if (this.h2 !== null) {
-      const st = this.h2;
-      this.h2 = null;
-      st.cancel();
-    }
-    const p = this.pick;
-    this.pick = null;
-    if (p !== null) {
-      this.server = p.member.name;
-      p.release({ ok: false, bytesIn: this.bytesIn, bytesOut: this.bytesOut });
-    }
+    this.dropUpstream(undefined);
     // An unread request body would be parsed as the next request: close instead.
     if (!this.reqDone) close = true;
     if (close) this.closeAfter = true;
