@@ -7,16 +7,9 @@ import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { encodeGrpcFrame } from '../src/codec/grpc/index.js';
 import { type Backend, client, startBackend, startHarness, unary, yamlFor } from './h2-harness.js';
+import { waitFor } from './helpers/wait.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function setup(t: After, yamlExtra: Parameters<typeof yamlFor>[1] = {}, n = 1) {
   const backends: Backend[] = [];

@@ -8,6 +8,7 @@ import type { PoolConfig } from '../src/config/runtime.js';
 import { grpcCheck } from '../src/health/checks/grpc.js';
 import { getCheck } from '../src/health/checks/index.js';
 import { type Backend, client, startBackend, startHarness, unary, yamlFor } from './h2-harness.js';
+import { waitFor } from './helpers/wait.js';
 
 function check(port: number, service = '', timeout = 1000) {
   const ac = new AbortController();
@@ -49,14 +50,6 @@ test('grpc check: SERVING passes, NOT_SERVING / unknown service / closed port / 
 });
 
 const HEALTH = '    health: { type: grpc, interval: 100ms, timeout: 300ms, rise: 1, fall: 2 }';
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('NOT_SERVING removes a server; a killed server stops getting calls and none fail after', async (t) => {
   const backends: Backend[] = [];

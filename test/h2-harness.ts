@@ -8,16 +8,13 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import pino from 'pino';
-import { Pool } from '../src/balancer/pool.js';
-import type { PoolLike } from '../src/balancer/types.js';
-import { loadConfigText } from '../src/config/load.js';
-import type { PoolConfig } from '../src/config/runtime.js';
-import type { ClientConn, GatewayContext, ListenerState, ProtocolProxy } from '../src/core/proxy.js';
+import type { Pool } from '../src/balancer/pool.js';
+import type { ClientConn, GatewayContext, ProtocolProxy } from '../src/core/proxy.js';
 import type { AccessRecord } from '../src/core/types.js';
+import { listenerFromYaml } from './helpers/listener.js';
 import '../src/health/checks/index.js';
 import { HealthScheduler } from '../src/health/scheduler.js';
 import { createH2FrameProxy } from '../src/proxy/h2frame/index.js';
-import { compileRouter } from '../src/router/compile.js';
 import { FramePool } from '../src/upstream/h2frame-pool.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -190,9 +187,7 @@ export async function startHarness(
   yaml: string,
   opts: { health?: boolean; clientPing?: { after: number; timeout: number } } = {},
 ): Promise<Harness> {
-  const loaded = loadConfigText(yaml, '/tmp/switchyard-h2-test.yaml');
-  if (!loaded.ok) throw new Error(`bad test config: ${loaded.errors.join('; ')}`);
-  const cfg = loaded.config;
+  const { pools, state } = listenerFromYaml(yaml, '/tmp/switchyard-h2-test.yaml');
   const logs: Record<string, unknown>[] = [];
   const logger = pino(
     { level: 'debug' },
@@ -203,31 +198,14 @@ export async function startHarness(
       },
     }),
   );
-  const pools = new Map<string, Pool>();
-  const livePools = new Map<string, { pool: PoolLike; config: PoolConfig }>();
   const schedulers: HealthScheduler[] = [];
-  for (const [name, pc] of cfg.pools) {
-    const pool = new Pool(pc);
-    pools.set(name, pool);
-    livePools.set(name, { pool, config: pc });
-    if (opts.health) {
+  if (opts.health) {
+    for (const pool of pools.values()) {
       const s = new HealthScheduler(pool, logger);
       s.start();
       schedulers.push(s);
     }
   }
-  const lc = cfg.listeners[0];
-  const state: ListenerState = {
-    name: lc.name,
-    current: {
-      config: lc,
-      router: compileRouter(lc.routes, livePools),
-      timeouts: lc.timeouts,
-      limits: lc.limits,
-      pools: livePools,
-    },
-    connections: { active: 0, total: 0, refused: 0, sniffTimeouts: 0 },
-  };
   const records: AccessRecord[] = [];
   const ctx: GatewayContext = {
     logger,

@@ -6,16 +6,9 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { test } from 'node:test';
 import { startHarness, yamlFor } from './h2-harness.js';
+import { waitFor } from './helpers/wait.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface RawBackend {
   server: http2.Http2Server;

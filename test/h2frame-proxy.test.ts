@@ -17,16 +17,9 @@ import {
   parseFrames,
 } from '../src/codec/http2/index.js';
 import { startHarness, yamlFor } from './h2-harness.js';
+import { waitFor } from './helpers/wait.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function backend(
   t: After,

@@ -1,67 +1,29 @@
 // HTTP/1 client → h2 pool through the HTTP/1 proxy (harness; the gateway test repeats it end to end).
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { h1Request, h2ResponseHeaders, h2ToH1Headers } from '../src/upstream/h1-bridge.js';
-import { get, h2Backend, rawExchange, startBackend, startHarness } from './http1-harness.js';
+import {
+  bridgeYaml,
+  checkBridge,
+  h2Backend,
+  rawExchange,
+  startBackend,
+  startHarness,
+} from './http1-harness.js';
 
 test('HTTP/1 client to an h2 pool: headers, bodies and trailers translated', async (t) => {
   const h1 = await startBackend('h1');
   const h2 = await h2Backend();
-  const gw = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes:
-      - { match: { protocol: http, path_prefix: /two/ }, pool: two }
-      - { match: { protocol: http, path: /trailers }, pool: two }
-      - { match: { protocol: http }, pool: one }
-pools:
-  one:
-    protocol: h1
-    health: { type: none }
-    servers: [{ address: "127.0.0.1:${h1.port}" }]
-  two:
-    protocol: h2
-    health: { type: none }
-    servers: [{ address: "127.0.0.1:${h2.port}" }]
-`);
+  const gw = await startHarness(bridgeYaml(h1.port, h2.port));
   t.after(async () => {
     await gw.close();
     await h1.close();
     await h2.close();
   });
   const port = gw.port;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  t.after(() => agent.destroy());
-  const a = await get(port, '/one', { agent });
-  assert.equal(a.body, 'h1:GET:/one');
-  const b = await get(port, '/two/x?q=1', {
-    agent,
-    method: 'POST',
-    body: 'payload',
-    headers: { host: 'svc.test', 'x-forwarded-for': '10.1.1.1' },
-  });
-  assert.equal(b.status, 201);
-  assert.equal(b.headers['x-proto'], 'h2');
-  assert.equal(b.body, 'h2:POST:/two/x?q=1:svc.test:payload');
-  assert.equal(h2.seen[0]['x-forwarded-for'], '10.1.1.1, 127.0.0.1');
-  assert.equal(h2.seen[0].connection, undefined);
-  // chunked upload de-chunked into DATA frames; response re-chunked with the trailers
-  const tr = await new Promise<{ body: string; trailers: http.IncomingHttpHeaders }>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/trailers', agent }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ body: Buffer.concat(parts).toString(), trailers: res.trailers }));
-    });
-    req.on('error', reject);
-    req.write('ab');
-    setTimeout(() => req.end('cd'), 10);
-  });
-  assert.equal(tr.body, 'h2:abcd');
-  assert.equal(tr.trailers['x-checksum'], 'abc123');
+  await checkBridge(assert, port, h2.seen);
   const acc = gw.records;
   assert.ok(acc.length >= 3);
   assert.ok(acc.some((r) => r.pool === 'two' && r.status === 201 && r.outcome === 'ok'));

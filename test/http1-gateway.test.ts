@@ -1,66 +1,21 @@
 // End to end through the real gateway (config loader, listener, sniffer, registry).
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import http2 from 'node:http2';
 import { test } from 'node:test';
 import { startGateway } from './helpers/gateway.js';
-import { get, h2Backend, startBackend } from './http1-harness.js';
+import { bridgeYaml, checkBridge, get, h2Backend, startBackend } from './http1-harness.js';
 
 test('real gateway: HTTP/1 to h1 and h2 pools on one port, trailers re-chunked', async (t) => {
   const h1 = await startBackend('h1');
   const h2 = await h2Backend();
-  const gw = await startGateway(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes:
-      - { match: { protocol: http, path_prefix: /two/ }, pool: two }
-      - { match: { protocol: http, path: /trailers }, pool: two }
-      - { match: { protocol: http }, pool: one }
-pools:
-  one:
-    protocol: h1
-    health: { type: none }
-    servers: [{ address: "127.0.0.1:${h1.port}" }]
-  two:
-    protocol: h2
-    health: { type: none }
-    servers: [{ address: "127.0.0.1:${h2.port}" }]
-`);
+  const gw = await startGateway(bridgeYaml(h1.port, h2.port));
   t.after(async () => {
     await gw.stop();
     await h1.close();
     await h2.close();
   });
   const port = gw.port();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  t.after(() => agent.destroy());
-  const a = await get(port, '/one', { agent });
-  assert.equal(a.body, 'h1:GET:/one');
-  const b = await get(port, '/two/x?q=1', {
-    agent,
-    method: 'POST',
-    body: 'payload',
-    headers: { host: 'svc.test', 'x-forwarded-for': '10.1.1.1' },
-  });
-  assert.equal(b.status, 201);
-  assert.equal(b.headers['x-proto'], 'h2');
-  assert.equal(b.body, 'h2:POST:/two/x?q=1:svc.test:payload');
-  assert.equal(h2.seen[0]['x-forwarded-for'], '10.1.1.1, 127.0.0.1');
-  assert.equal(h2.seen[0].connection, undefined);
-  // chunked upload de-chunked into DATA frames; response re-chunked with the trailers
-  const tr = await new Promise<{ body: string; trailers: http.IncomingHttpHeaders }>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/trailers', agent }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ body: Buffer.concat(parts).toString(), trailers: res.trailers }));
-    });
-    req.on('error', reject);
-    req.write('ab');
-    setTimeout(() => req.end('cd'), 10);
-  });
-  assert.equal(tr.body, 'h2:abcd');
-  assert.equal(tr.trailers['x-checksum'], 'abc123');
+  await checkBridge(assert, port, h2.seen);
   const acc = gw.access().filter((r) => r.proto === 'http1');
   assert.ok(acc.length >= 3);
   assert.ok(acc.some((r) => r.pool === 'two' && r.status === 201 && r.outcome === 'ok'));

@@ -9,17 +9,10 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { encodeFrame, Flag, FrameType, HpackEncoder } from '../src/codec/http2/index.js';
 import { rawH2Server } from './helpers/raw-h2-server.js';
+import { waitFor } from './helpers/wait.js';
 import { get, rawExchange, startHarness } from './http1-harness.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Resolves once `read()` has not changed for `quietMs` (bounded by `maxMs`). */
 async function settled(read: () => number, quietMs = 400, maxMs = 8000): Promise<number> {

@@ -5,14 +5,11 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { Pool } from '../src/balancer/pool.js';
-import type { PoolLike } from '../src/balancer/types.js';
-import { loadConfigText } from '../src/config/load.js';
-import type { PoolConfig } from '../src/config/runtime.js';
+import type { Pool } from '../src/balancer/pool.js';
 import type { ClientConn, GatewayContext, ListenerState, ProtocolProxy } from '../src/core/proxy.js';
 import type { AccessRecord } from '../src/core/types.js';
 import { createHttp1Proxy } from '../src/proxy/http1/index.js';
-import { compileRouter } from '../src/router/compile.js';
+import { listenerFromYaml } from './helpers/listener.js';
 
 export interface Harness {
   port: number;
@@ -27,29 +24,8 @@ export interface Harness {
 
 /** Starts the HTTP/1 proxy for the first listener of `yaml` on an ephemeral loopback port. */
 export async function startHarness(yaml: string): Promise<Harness> {
-  const loaded = loadConfigText(yaml, '/tmp/switchyard-http1-test.yaml');
-  if (!loaded.ok) throw new Error(`bad test config: ${loaded.errors.join('; ')}`);
-  const cfg = loaded.config;
+  const { pools, state } = listenerFromYaml(yaml, '/tmp/switchyard-http1-test.yaml');
   const logger = pino({ level: 'silent' }, new Writable({ write: (_c, _e, cb) => cb() }));
-  const pools = new Map<string, Pool>();
-  const livePools = new Map<string, { pool: PoolLike; config: PoolConfig }>();
-  for (const [name, pc] of cfg.pools) {
-    const pool = new Pool(pc);
-    pools.set(name, pool);
-    livePools.set(name, { pool, config: pc });
-  }
-  const lc = cfg.listeners[0];
-  const state: ListenerState = {
-    name: lc.name,
-    current: {
-      config: lc,
-      router: compileRouter(lc.routes, livePools),
-      timeouts: lc.timeouts,
-      limits: lc.limits,
-      pools: livePools,
-    },
-    connections: { active: 0, total: 0, refused: 0, sniffTimeouts: 0 },
-  };
   const records: AccessRecord[] = [];
   const ctx: GatewayContext = {
     logger,
@@ -250,4 +226,72 @@ export async function h2Backend(): Promise<{
         server.close(() => r());
       }),
   };
+}
+
+/** The bridge scenario's config: `/two/…` and `/trailers` to an h2 pool, the rest to h1. */
+export function bridgeYaml(h1Port: number, h2Port: number): string {
+  return `
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes:
+      - { match: { protocol: http, path_prefix: /two/ }, pool: two }
+      - { match: { protocol: http, path: /trailers }, pool: two }
+      - { match: { protocol: http }, pool: one }
+pools:
+  one:
+    protocol: h1
+    health: { type: none }
+    servers: [{ address: "127.0.0.1:${h1Port}" }]
+  two:
+    protocol: h2
+    health: { type: none }
+    servers: [{ address: "127.0.0.1:${h2Port}" }]
+`;
+}
+
+/**
+ * The bridge scenario on one keep-alive connection to `port` (run through the proxy
+ * harness and through the real gateway): an h1 request, an h2 request with a body and a
+ * client X-Forwarded-For, and a chunked upload whose response comes back with trailers.
+ */
+export async function checkBridge(
+  assert: typeof import('node:assert/strict'),
+  port: number,
+  h2seen: http2.IncomingHttpHeaders[],
+): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const a = await get(port, '/one', { agent });
+    assert.equal(a.body, 'h1:GET:/one');
+    const b = await get(port, '/two/x?q=1', {
+      agent,
+      method: 'POST',
+      body: 'payload',
+      headers: { host: 'svc.test', 'x-forwarded-for': '10.1.1.1' },
+    });
+    assert.equal(b.status, 201);
+    assert.equal(b.headers['x-proto'], 'h2');
+    assert.equal(b.body, 'h2:POST:/two/x?q=1:svc.test:payload');
+    assert.equal(h2seen[0]['x-forwarded-for'], '10.1.1.1, 127.0.0.1');
+    assert.equal(h2seen[0].connection, undefined);
+    // chunked upload de-chunked into DATA frames; response re-chunked with the trailers
+    const tr = await new Promise<{ body: string; trailers: http.IncomingHttpHeaders }>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port, method: 'POST', path: '/trailers', agent },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ body: Buffer.concat(parts).toString(), trailers: res.trailers }));
+        },
+      );
+      req.on('error', reject);
+      req.write('ab');
+      setTimeout(() => req.end('cd'), 10);
+    });
+    assert.equal(tr.body, 'h2:abcd');
+    assert.equal(tr.trailers['x-checksum'], 'abc123');
+  } finally {
+    agent.destroy();
+  }
 }
