@@ -11,17 +11,6 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lifecycle/overlay.sh"
-# Ports of their own: other benchmark runs on this machine use the default base (21000).
-export BENCH_PORT_BASE=${BENCH_PORT_BASE:-23000}
-rounds=3 secs=10 out=""
-while getopts "r:d:o:" opt; do
-  case $opt in
-    r) rounds=$OPTARG ;; d) secs=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,10p' "$0"; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-scenarios=${1:-grpc,h1}
-out=${out:-$here/results/reload-under-load-$(date +%Y%m%d-%H%M%S)}
+overlay_args 3 2,10 reload-under-load "$@"
 overlay_run "$out" -n -r "$rounds" -d "$secs" "$scenarios" switchyard switchyard-reload || exit 1
 node "$here/lifecycle/compare.js" "$out" switchyard switchyard-reload --reloads | tee "$out/compare.md"

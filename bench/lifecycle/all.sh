@@ -7,17 +7,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/overlay.sh"
-export BENCH_PORT_BASE=${BENCH_PORT_BASE:-23000}
-rounds=5 secs=10 out=""
-while getopts "r:d:o:" opt; do
-  case $opt in
-    r) rounds=$OPTARG ;; d) secs=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,6p' "$0"; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-scenarios=${1:-grpc,h1}
-out=${out:-$LC_BENCH/results/lifecycle-$(date +%Y%m%d-%H%M%S)}
+overlay_args 5 2,6 lifecycle "$@"
 overlay_run "$out" -n -r "$rounds" -d "$secs" "$scenarios" \
   switchyard switchyard-reload switchyard-reload-same switchyard-metrics-off switchyard-metrics-on || true
 [[ -s $out/table.md ]] || node "$LC_BENCH/lib/report.js" "$out/results.jsonl" >"$out/table.md"

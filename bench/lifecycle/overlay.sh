@@ -10,6 +10,27 @@
 LC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LC_BENCH=$(cd "$LC_DIR/.." && pwd)
 LC_REPO=$(cd "$LC_BENCH/.." && pwd)
+# Ports of their own: other benchmark runs on this machine use the default base (21000).
+export BENCH_PORT_BASE=${BENCH_PORT_BASE:-23000}
+
+# overlay_args DEFAULT_ROUNDS USAGE_LINES NAME "$@": the options the lifecycle scripts share,
+# [-r ROUNDS] [-d SECONDS (10)] [-o DIR] [SCENARIOS (grpc,h1)], into rounds, secs, out
+# (default bench/results/NAME-<time>) and scenarios; usage is lines USAGE_LINES of $0.
+overlay_args() {
+  rounds=$1 secs=10 out=""
+  local usage=$2 name=$3
+  shift 3
+  local OPTIND opt
+  while getopts "r:d:o:" opt; do
+    case $opt in
+      r) rounds=$OPTARG ;; d) secs=$OPTARG ;; o) out=$OPTARG ;;
+      *) sed -n "${usage}p" "$0"; exit 2 ;;
+    esac
+  done
+  shift $((OPTIND - 1))
+  scenarios=${1:-grpc,h1}
+  out=${out:-$LC_BENCH/results/$name-$(date +%Y%m%d-%H%M%S)}
+}
 
 overlay_run() {
   local out=$1 ov f
