@@ -163,3 +163,26 @@ pools:
     errors.join('\n'),
   );
 });
+
+test('gRPC and Thrift routes need a pool speaking their protocol', () => {
+  const errors = errorsOf(`listeners:
+  - name: a
+    bind: ":9000"
+    routes:
+      - { match: { protocol: grpc }, pool: web }
+      - { match: { protocol: thrift }, pool: g }
+      - { match: { protocol: http }, pool: web }
+pools:
+  web: { protocol: h1, servers: [{ address: "127.0.0.1:1" }] }
+  g: { protocol: h2, servers: [{ address: "127.0.0.1:2" }] }
+`);
+  assert.ok(
+    errors.some((e) => /:5:44: grpc calls need a "h2" pool; "web" is h1/.test(e)),
+    errors.join('\n'),
+  );
+  assert.ok(
+    errors.some((e) => /:6:46: thrift calls need a "thrift" pool; "g" is h2/.test(e)),
+    errors.join('\n'),
+  );
+  assert.equal(errors.length, 2, errors.join('\n'));
+});

@@ -282,6 +282,18 @@ function semanticErrors(raw: RawConfig, pos: Positions): string[] {
       if (!r.deny && !r.pool) errors.push(pos.error(at, 'a route needs "pool" or "deny: true"'));
       if (r.pool && !(r.pool in pools)) errors.push(pos.error([...at, 'pool'], `unknown pool "${r.pool}"`));
       const m = r.match ?? {};
+      // Calls of these protocols can only be forwarded to a pool speaking it: caught here
+      // rather than failing every call at run time.
+      const poolProto = r.pool !== undefined ? pools[r.pool]?.protocol : undefined;
+      const needs = m.protocol === 'grpc' ? 'h2' : m.protocol === 'thrift' ? 'thrift' : undefined;
+      if (needs !== undefined && poolProto !== undefined && poolProto !== needs) {
+        errors.push(
+          pos.error(
+            [...at, 'pool'],
+            `${m.protocol} calls need a "${needs}" pool; "${r.pool}" is ${poolProto}`,
+          ),
+        );
+      }
       const httpOnly = m.host !== undefined || m.path !== undefined || m.path_prefix !== undefined;
       if (httpOnly && m.protocol && !['http', 'grpc', 'h2'].includes(m.protocol)) {
         errors.push(pos.error([...at, 'match'], `host/path keys need an HTTP protocol, not "${m.protocol}"`));

@@ -190,7 +190,13 @@ class ClientH2Conn extends FrameConn {
   protected override onConnError(code: number, why: string): void {
     if (code === ErrorCode.ENHANCE_YOUR_CALM) {
       this.proxy.ctx.logger.warn(
-        { event: 'h2_calm', client: this.conn.clientAddr, listener: this.conn.listener.name, why },
+        {
+          type: 'event',
+          event: 'h2_calm',
+          client: this.conn.clientAddr,
+          listener: this.conn.listener.name,
+          why,
+        },
         'HTTP/2 client connection cut: GOAWAY(ENHANCE_YOUR_CALM)',
       );
     }
@@ -225,7 +231,13 @@ class ClientH2Conn extends FrameConn {
     if (++this.resets <= limit || this.cut) return;
     this.cut = true;
     this.proxy.ctx.logger.warn(
-      { event: 'h2_rapid_reset', client: this.conn.clientAddr, listener: this.conn.listener.name, limit },
+      {
+        type: 'event',
+        event: 'h2_rapid_reset',
+        client: this.conn.clientAddr,
+        listener: this.conn.listener.name,
+        limit,
+      },
       'client reset streams too fast: GOAWAY(ENHANCE_YOUR_CALM)',
     );
     this.writeGoaway(this.lastStreamId, ErrorCode.ENHANCE_YOUR_CALM);
@@ -348,6 +360,7 @@ class H2FrameProxy implements ProtocolProxy {
   private clientGone(cs: ClientH2Conn): void {
     this.ctx.logger.warn(
       {
+        type: 'event',
         event: 'h2_client_timeout',
         client: cs.conn.clientAddr,
         listener: cs.conn.listener.name,
@@ -536,8 +549,9 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     if (pc.protocol === 'h1' && !grpc) {
       this.h1 = true;
     } else if (pc.protocol !== 'h2') {
+      // Config load rejects gRPC routes to such pools; an `http` route can still send a
+      // gRPC call here. The access record says why (no log line per request).
       const why = `pool ${pc.name} speaks ${pc.protocol}; ${grpc ? 'gRPC' : 'HTTP/2'} needs an h2 pool`;
-      this.proxy.ctx.logger.warn({ event: 'h2_pool_protocol', pool: pc.name, route: route.name }, why);
       this.fail(GrpcStatus.UNAVAILABLE, 502, why, 'error');
       return;
     }
