@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import { get, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
+import { get, harnessFor, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
 
 async function setup(t: { after(fn: () => Promise<void>): void }, listenerExtra = '', poolExtra = '') {
   const be = await startBackend('b');
@@ -217,17 +217,7 @@ test('HTTP/1.0 client gets a de-chunked, close-delimited body', async (t) => {
     res.write('part1-');
     res.end('part2');
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: c }]
-pools:
-${poolYaml('c', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'c', be);
   const out = await rawExchange(h.port, 'GET / HTTP/1.0\r\n\r\n');
   assert.match(out, /^HTTP\/1\.1 200 /);
   assert.doesNotMatch(out, /transfer-encoding/i);

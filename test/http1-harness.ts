@@ -295,3 +295,26 @@ export async function checkBridge(
     agent.destroy();
   }
 }
+
+/**
+ * The proxy with one catch-all HTTP route to pool `pool` of `backend`; both are closed when
+ * the test ends.
+ */
+export async function harnessFor(
+  t: { after(fn: () => Promise<void> | void): void },
+  pool: string,
+  backend: { port: number; close(): Promise<void> },
+): Promise<Harness> {
+  const h = await startHarness(`
+listeners:
+  - name: edge
+    bind: ["127.0.0.1:0"]
+    routes: [{ match: { protocol: http }, pool: ${pool} }]
+pools:
+${poolYaml(pool, [backend.port])}`);
+  t.after(async () => {
+    await h.close();
+    await backend.close();
+  });
+  return h;
+}

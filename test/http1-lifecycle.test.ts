@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
-import { get, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
+import { get, harnessFor, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
 
 test('graceful drain: idle connections close, an in-flight request finishes with Connection: close', async (t) => {
   let release: (() => void) | undefined;
@@ -10,17 +10,7 @@ test('graceful drain: idle connections close, an in-flight request finishes with
     if (req.url === '/slow') release = () => res.end('slow-done');
     else res.end('fast');
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: d }]
-pools:
-${poolYaml('d', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'd', be);
   // an idle keep-alive connection
   const idle = net.connect(h.port, '127.0.0.1');
   idle.on('error', () => {});
@@ -170,17 +160,7 @@ pools:
 
 test('a client that keeps its side open after our FIN is released anyway', async (t) => {
   const be = await startBackend('f');
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: f }]
-pools:
-${poolYaml('f', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'f', be);
   const sock = net.connect({ port: h.port, host: '127.0.0.1', allowHalfOpen: true });
   sock.on('error', () => {});
   t.after(() => {

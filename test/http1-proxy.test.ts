@@ -4,7 +4,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
-import { get, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
+import { get, harnessFor, poolYaml, rawExchange, startBackend, startHarness } from './http1-harness.js';
 
 test('keep-alive reuse on both sides, routing by host and path, access records', async (t) => {
   const a = await startBackend('a');
@@ -61,17 +61,7 @@ test('chunked upload echo streams both ways; undici and content-length bodies', 
     req.pipe(res);
     return true;
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: e }]
-pools:
-${poolYaml('e', [echo.port])}`);
-  t.after(async () => {
-    await h.close();
-    await echo.close();
-  });
+  const h = await harnessFor(t, 'e', echo);
   // node client, chunked request body written in pieces
   const body = await new Promise<string>((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port: h.port, method: 'POST', path: '/echo' }, (res) => {
@@ -103,17 +93,7 @@ ${poolYaml('e', [echo.port])}`);
 
 test('Expect: 100-continue is relayed before the body is sent', async (t) => {
   const be = await startBackend('c', (_req, res, body) => res.end(`got:${body}`));
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: c }]
-pools:
-${poolYaml('c', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'c', be);
   const res = await new Promise<{ sawContinue: boolean; body: string }>((resolve, reject) => {
     let sawContinue = false;
     const req = http.request({
@@ -316,17 +296,7 @@ test('pipelined requests are answered in order on one connection', async (t) => 
     const n = Number(req.url?.slice(1));
     setTimeout(() => res.end(`r${n}`), (5 - n) * 5);
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: p }]
-pools:
-${poolYaml('p', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'p', be);
   let raw = '';
   for (let i = 1; i <= 5; i++)
     raw += `GET /${i} HTTP/1.1\r\nHost: x\r\n${i === 5 ? 'Connection: close\r\n' : ''}\r\n`;
@@ -396,17 +366,7 @@ test('a large response to a slow reader arrives intact (backpressure, no reused 
     for (let off = 0; off < data.length; off += 16384) res.write(data.subarray(off, off + 16384));
     res.end();
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes: [{ match: { protocol: http }, pool: d }]
-pools:
-${poolYaml('d', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'd', be);
   const got = await new Promise<Buffer>((resolve, reject) => {
     http
       .get({ host: '127.0.0.1', port: h.port, path: '/big' }, (res) => {
