@@ -9,7 +9,14 @@
 // recomputed from the summed histogram buckets, never averaged.
 
 import { LATENCY_BOUNDS_MS, quantileMs, type StatsRegistry } from './registry.js';
-import { buildStats, type LatencyStats, type RequestStats, type StatsJson } from './render/json.js';
+import {
+  addToSummary,
+  buildStats,
+  type LatencyStats,
+  newPoolSummary,
+  type RequestStats,
+  type StatsJson,
+} from './render/json.js';
 import { escapeLabel } from './render/prometheus.js';
 
 /** Histogram buckets of one (pool, server): since start, and over the rate window. */
@@ -191,20 +198,7 @@ export function mergeSnapshots(snaps: readonly WorkerSnapshot[], now = Date.now(
     const serverNames: string[] = [];
     for (const { pool } of entries)
       for (const s of pool.servers) if (!serverNames.includes(s.name)) serverNames.push(s.name);
-    const summary = {
-      servers: serverNames.length,
-      up: 0,
-      down: 0,
-      drain: 0,
-      maint: 0,
-      active: 0,
-      total: 0,
-      errors: 0,
-      bytes_in: 0,
-      bytes_out: 0,
-      rate: 0,
-      queue: null as number | null,
-    };
+    const summary = newPoolSummary(serverNames.length, null);
     for (const { pool } of entries)
       if (pool.summary.queue !== null) summary.queue = (summary.queue ?? 0) + pool.summary.queue;
     const servers = serverNames.map((sn) => {
@@ -227,14 +221,16 @@ export function mergeSnapshots(snaps: readonly WorkerSnapshot[], now = Date.now(
         sum.rate += s.rate;
       }
       sum.rate = round(sum.rate);
-      const st = rep.s.state;
-      if (st === 'up' || st === 'down' || st === 'drain' || st === 'maint') summary[st]++;
-      summary.active += sum.active;
-      summary.total += sum.total;
-      summary.errors += sum.errors;
-      summary.bytes_in += sum.bytes_in;
-      summary.bytes_out += sum.bytes_out;
-      summary.rate += sum.rate;
+      addToSummary(
+        summary,
+        rep.s.state,
+        sum.active,
+        sum.total,
+        sum.errors,
+        sum.bytes_in,
+        sum.bytes_out,
+        sum.rate,
+      );
       return {
         ...rep.s,
         ...sum,

@@ -274,30 +274,11 @@ export function buildStats(reg: StatsRegistry): StatsJson {
         poolSum += t.hist.sumMs;
       }
     }
-    const summary: PoolStats['summary'] = {
-      servers: pool.members.length,
-      up: 0,
-      down: 0,
-      drain: 0,
-      maint: 0,
-      active: 0,
-      total: 0,
-      errors: 0,
-      bytes_in: 0,
-      bytes_out: 0,
-      rate: 0,
-      queue: queueOf(pool),
-    };
+    const summary = newPoolSummary(pool.members.length, queueOf(pool));
     const servers = pool.members.map((m: Member): ServerStats => {
       const state = m.state;
-      if (state === 'up' || state === 'down' || state === 'drain' || state === 'maint') summary[state]++;
       const rate = reg.rate(reg.memberWindow(m));
-      summary.active += m.active;
-      summary.total += m.total;
-      summary.errors += m.errors;
-      summary.bytes_in += m.bytesIn;
-      summary.bytes_out += m.bytesOut;
-      summary.rate += rate;
+      addToSummary(summary, state, m.active, m.total, m.errors, m.bytesIn, m.bytesOut, rate);
       const t = timings?.get(m.name);
       const lc = m.lastCheck;
       return {
@@ -355,4 +336,42 @@ export function buildStats(reg: StatsRegistry): StatsJson {
 
 export function renderJson(reg: StatsRegistry): string {
   return JSON.stringify(buildStats(reg));
+}
+
+/** A pool summary with nothing counted yet (one server at a time goes in with addToSummary). */
+export function newPoolSummary(servers: number, queue: number | null): PoolStats['summary'] {
+  return {
+    servers,
+    up: 0,
+    down: 0,
+    drain: 0,
+    maint: 0,
+    active: 0,
+    total: 0,
+    errors: 0,
+    bytes_in: 0,
+    bytes_out: 0,
+    rate: 0,
+    queue,
+  };
+}
+
+/** Counts one server in its pool's summary. */
+export function addToSummary(
+  summary: PoolStats['summary'],
+  state: string,
+  active: number,
+  total: number,
+  errors: number,
+  bytesIn: number,
+  bytesOut: number,
+  rate: number,
+): void {
+  if (state === 'up' || state === 'down' || state === 'drain' || state === 'maint') summary[state]++;
+  summary.active += active;
+  summary.total += total;
+  summary.errors += errors;
+  summary.bytes_in += bytesIn;
+  summary.bytes_out += bytesOut;
+  summary.rate += rate;
 }
