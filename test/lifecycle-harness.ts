@@ -1,8 +1,11 @@
 // Shared by the lifecycle-* tests: one real gateway listener carrying gRPC, HTTP/1, Thrift
 // and TCP to four pools of real backends (grpc-js, node http, thrift npm, net echo), and the
 // YAML that describes them.
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import { type CalcServer, startCalcServer } from './fixtures/thrift/helpers.js';
 import { type Backend as GrpcBackend, startBackend } from './h2-harness.js';
 
@@ -223,4 +226,31 @@ export async function until(cond: () => boolean, ms: number): Promise<boolean> {
     await sleep(10);
   }
   return cond();
+}
+
+/**
+ * The real CLI (`src/cli.ts -c file`) as a child process; its stdout is collected in
+ * `out()`. When the test ends it is killed if still running and `dir` is removed.
+ */
+export function spawnCli(
+  t: { after(fn: () => Promise<void> | void): void },
+  file: string,
+  dir: string,
+): { child: ChildProcess; out(): string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '-c', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  t.after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { child, out: () => out, exited };
 }

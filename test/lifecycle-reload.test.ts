@@ -3,7 +3,7 @@
 // call fails, servers each new config adds take traffic, and work that started before a
 // reload finishes on the config it started with.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -22,6 +22,7 @@ import {
   lifecycleYaml,
   openTunnel,
   sleep,
+  spawnCli,
   startBackendSet,
   startHttpBackend,
   until,
@@ -256,23 +257,14 @@ pools:
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-reload-'));
   const file = path.join(dir, 'c.yaml');
   fs.writeFileSync(file, yaml(a));
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '-c', file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', r));
-  t.after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const count = (re: RegExp): number => out.split('\n').filter((l) => re.test(l)).length;
-  assert.ok(await until(() => out.includes('"listener_start"'), 15_000), out);
+  const cli = spawnCli(t, file, dir);
+  const { child, exited } = cli;
+  const count = (re: RegExp): number =>
+    cli
+      .out()
+      .split('\n')
+      .filter((l) => re.test(l)).length;
+  assert.ok(await until(() => cli.out().includes('"listener_start"'), 15_000), cli.out());
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.after(() => agent.destroy());
   const get = (): Promise<string> =>
@@ -290,14 +282,14 @@ pools:
   assert.equal(await get(), 'a');
   fs.writeFileSync(file, yaml(b));
   child.kill('SIGHUP');
-  assert.ok(await until(() => count(/"event":"reload".*"ok":true/) === 1, 10_000), out);
+  assert.ok(await until(() => count(/"event":"reload".*"ok":true/) === 1, 10_000), cli.out());
   assert.equal(await get(), 'b', 'the reloaded pool serves new requests on the kept-alive connection');
   fs.writeFileSync(file, 'listeners: [ { name: x } ]\n');
   child.kill('SIGHUP');
-  assert.ok(await until(() => count(/"event":"reload".*"ok":false/) === 1, 10_000), out);
+  assert.ok(await until(() => count(/"event":"reload".*"ok":false/) === 1, 10_000), cli.out());
   assert.equal(await get(), 'b', 'an invalid file changes nothing');
-  assert.match(out, /"errors":\[".*c\.yaml:1:\d+: /);
-  assert.match(out, /"event":"reload","ok":true,"by":"SIGHUP"/);
+  assert.match(cli.out(), /"errors":\[".*c\.yaml:1:\d+: /);
+  assert.match(cli.out(), /"event":"reload","ok":true,"by":"SIGHUP"/);
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
 });

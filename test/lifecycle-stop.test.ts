@@ -4,7 +4,7 @@
 // between calls, TCP tunnels get `global.grace` and are then cut (logged), /healthz says
 // 503 during the drain, and the CLI exits 0 after SIGTERM.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+
 import fs from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -21,6 +21,7 @@ import {
   echoOnce,
   lifecycleYaml,
   openTunnel,
+  spawnCli,
   startBackendSet,
   startHttpBackend,
   until,
@@ -224,22 +225,9 @@ pools:
     servers: [{ name: a, address: "127.0.0.1:${be.port}" }]
 `,
   );
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '-c', file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', r));
-  t.after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  assert.ok(await until(() => out.includes('admin listening'), 15_000), out);
+  const cli = spawnCli(t, file, dir);
+  const { child, exited } = cli;
+  assert.ok(await until(() => cli.out().includes('admin listening'), 15_000), cli.out());
   const slow = new Promise<{ status: number; connection: string | undefined; body: string }>(
     (resolve, reject) => {
       http
@@ -260,15 +248,15 @@ pools:
   );
   assert.ok(await until(() => be.requests === 1, 5000));
   child.kill('SIGTERM');
-  assert.ok(await until(() => out.includes('"graceful stop"'), 5000), out);
+  assert.ok(await until(() => cli.out().includes('"graceful stop"'), 5000), cli.out());
   const hz = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
   assert.equal(hz.status, 503);
   assert.equal(await tryConnect(port), 'ECONNREFUSED');
   const r = await slow;
   assert.deepEqual(r, { status: 200, connection: 'close', body: 'a' });
   assert.equal(await exited, 0);
-  assert.match(out, /"event":"stopped"/);
-  assert.doesNotMatch(out, /"drain_cut"/, 'nothing had to be cut');
+  assert.match(cli.out(), /"event":"stopped"/);
+  assert.doesNotMatch(cli.out(), /"drain_cut"/, 'nothing had to be cut');
 });
 
 test('when the grace runs out, work still running on every protocol is cut and the log says what was cut', {
