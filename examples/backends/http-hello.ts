@@ -1,10 +1,7 @@
 import http from 'node:http';
+import { type ListeningBackend, listenBackend } from './listen.js';
 
-export interface HttpHello {
-  readonly name: string;
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type HttpHello = ListeningBackend;
 
 /**
  * An HTTP/1.1 server that answers every request with its own name (body and `x-server`
@@ -29,19 +26,5 @@ export function startHttpHello(port: number, name: string, host = '127.0.0.1'): 
   });
   server.keepAliveTimeout = 65_000;
   server.on('clientError', (_e, socket) => socket.destroy());
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve({
-        name,
-        port: (server.address() as { port: number }).port,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
-          }),
-      });
-    });
-  });
+  return listenBackend(server, port, host, name);
 }

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type net from 'node:net';
 import thrift from 'thrift';
 import { fromRoot } from '../root.js';
+import { type ListeningBackend, listenBackend } from './listen.js';
 
 type Cb<T> = (err: unknown, res?: T) => void;
 
@@ -29,11 +30,7 @@ export function calculatorModule(): CalculatorModule {
   return calculator as CalculatorModule;
 }
 
-export interface ThriftCalculator {
-  readonly name: string;
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type ThriftCalculator = ListeningBackend;
 
 /**
  * A Calculator server (npm `thrift`, framed transport, binary protocol). `whoami` returns
@@ -63,26 +60,7 @@ export function startThriftCalculator(
     transport: thrift.TFramedTransport,
     protocol: thrift.TBinaryProtocol,
   }) as unknown as net.Server;
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
   // A peer that goes away mid-call is routine; the library re-emits it on the server.
   server.on('error', () => {});
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve({
-        name,
-        port: (server.address() as net.AddressInfo).port,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            for (const s of sockets) s.destroy();
-          }),
-      });
-    });
-  });
+  return listenBackend(server, port, host, name);
 }
