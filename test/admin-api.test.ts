@@ -12,36 +12,14 @@ import type { ListenerConfig, PoolConfig } from '../src/config/runtime.js';
 import type { ListenerState } from '../src/core/proxy.js';
 import { compileRouter } from '../src/router/compile.js';
 import { StatsRegistry } from '../src/stats/registry.js';
+import { testPoolConfig, testServers } from './helpers/pool-config.js';
 
 function poolConfig(name: string, servers: string[]): PoolConfig {
-  return {
-    name,
+  return testPoolConfig(name, testServers(servers, 9100), {
     protocol: 'h1',
-    balance: 'roundrobin',
-    health: {
-      type: 'http',
-      interval: 2000,
-      timeout: 1000,
-      rise: 2,
-      fall: 3,
-      service: '',
-      path: '/healthz',
-      expect: [200, 399],
-      method: 'ping',
-    },
-    retries: { attempts: 0, on: [] },
-    thrift: { transport: 'framed', protocol: 'binary', stripService: false, pipelining: false },
-    timeouts: { ...DEFAULT_TIMEOUTS },
-    servers: servers.map((s, i) => ({
-      name: s,
-      address: `127.0.0.1:${9100 + i}`,
-      host: '127.0.0.1',
-      port: 9100 + i,
-      weight: 1,
-      backup: false,
-      maxconn: 0,
-    })),
-  };
+    healthType: 'http',
+    healthPath: '/healthz',
+  });
 }
 
 function fixture() {

@@ -6,6 +6,7 @@ import { selectors } from '../src/balancer/registry.js';
 import type { Member, MemberSpec, Pick } from '../src/balancer/types.js';
 import type { PoolConfig } from '../src/config/runtime.js';
 import type { BalanceAlgorithm } from '../src/core/types.js';
+import { testPoolConfig } from './helpers/pool-config.js';
 
 const ALGORITHMS = Object.keys(selectors) as BalanceAlgorithm[];
 
@@ -29,27 +30,11 @@ function poolConfig(
   servers: MemberSpec[],
   extra: Partial<PoolConfig> = {},
 ): PoolConfig {
-  return {
-    name: 'p',
-    protocol: 'tcp',
+  return testPoolConfig('p', servers, {
     balance,
-    health: {
-      type: 'none',
-      interval: 2000,
-      timeout: 1000,
-      rise: 2,
-      fall: 3,
-      service: '',
-      path: '/',
-      expect: [200, 399],
-      method: 'ping',
-    },
-    retries: { attempts: 0, on: [] },
-    thrift: { transport: 'framed', protocol: 'binary', stripService: false, pipelining: false },
     timeouts: { sniff: 1000, connect: 1000, clientIdle: 1000, serverIdle: 1000, request: 1000, tunnel: 1000 },
-    servers,
     ...extra,
-  };
+  });
 }
 
 function must(p: Pick): Extract<Pick, { ok: true }> {

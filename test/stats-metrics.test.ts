@@ -14,6 +14,7 @@ import type { AccessRecord } from '../src/core/types.js';
 import { compileRouter } from '../src/router/compile.js';
 import { quantileMs, StatsRegistry } from '../src/stats/registry.js';
 import { buildStats } from '../src/stats/render/json.js';
+import { testPoolConfig, testServers } from './helpers/pool-config.js';
 
 // ---- a strict parser for the text exposition format -------------------------------------
 
@@ -201,34 +202,7 @@ function sum(fams: Map<string, MetricFamily>, name: string, labels: Record<strin
 // ---- fixture --------------------------------------------------------------------------
 
 function poolConfig(name: string, protocol: PoolConfig['protocol'], servers: string[]): PoolConfig {
-  return {
-    name,
-    protocol,
-    balance: 'roundrobin',
-    health: {
-      type: 'tcp',
-      interval: 2000,
-      timeout: 1000,
-      rise: 2,
-      fall: 3,
-      service: '',
-      path: '/',
-      expect: [200, 399],
-      method: 'ping',
-    },
-    retries: { attempts: 0, on: [] },
-    thrift: { transport: 'framed', protocol: 'binary', stripService: false, pipelining: false },
-    timeouts: { ...DEFAULT_TIMEOUTS },
-    servers: servers.map((s, i) => ({
-      name: s,
-      address: `127.0.0.1:${9200 + i}`,
-      host: '127.0.0.1',
-      port: 9200 + i,
-      weight: 1,
-      backup: false,
-      maxconn: 0,
-    })),
-  };
+  return testPoolConfig(name, testServers(servers, 9200), { protocol, healthType: 'tcp' });
 }
 
 const WEIRD_ROUTE = 'say "hi" \\ back\nslash';
