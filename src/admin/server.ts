@@ -62,6 +62,13 @@ export interface AdminRemote {
   steer(req: SteerRequest): Promise<SteerResult>;
 }
 
+/** The admin basic-auth credentials of a config, the password read from its variable. */
+export function adminAuth(
+  auth: { user: string; passwordEnv: string } | undefined,
+): { user: string; password: string } | undefined {
+  return auth ? { user: auth.user, password: process.env[auth.passwordEnv] ?? '' } : undefined;
+}
+
 export interface AdminServer {
   close(): Promise<void>;
   /** Where it listens (the real port when bind.port was 0). */

@@ -3,7 +3,13 @@
 // the admin listener over their merged stats, fans reloads, server steering and the stop
 // out to them, and replaces a worker that dies (a bounded number of times).
 import cluster, { type Worker } from 'node:cluster';
-import { type AdminServer, type SteerRequest, type SteerResult, startAdmin } from '../admin/server.js';
+import {
+  type AdminServer,
+  adminAuth,
+  type SteerRequest,
+  type SteerResult,
+  startAdmin,
+} from '../admin/server.js';
 import type { GatewayConfig } from '../config/runtime.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import { mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
@@ -278,9 +284,7 @@ export async function runPrimary(
     try {
       admin = await startAdmin({
         bind: cfg.admin.bind,
-        auth: cfg.admin.auth
-          ? { user: cfg.admin.auth.user, password: process.env[cfg.admin.auth.passwordEnv] ?? '' }
-          : undefined,
+        auth: adminAuth(cfg.admin.auth),
         remote: {
           stats,
           metrics: async () => {

@@ -3,7 +3,7 @@
 // (./primary.ts) and each worker runs startFromFile without the admin listener (./worker.ts).
 import cluster from 'node:cluster';
 import os from 'node:os';
-import { startAdmin } from '../admin/server.js';
+import { adminAuth, startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import type { HostPort } from '../core/types.js';
@@ -44,9 +44,7 @@ export async function startFromFile(
     try {
       admin = await startAdmin({
         bind: cfg.admin.bind,
-        auth: cfg.admin.auth
-          ? { user: cfg.admin.auth.user, password: process.env[cfg.admin.auth.passwordEnv] ?? '' }
-          : undefined,
+        auth: adminAuth(cfg.admin.auth),
         stats: gateway.stats,
         view: () => gateway.view(),
         reload: () => reload('admin'),

@@ -32,7 +32,7 @@ import type { PoolConfig } from '../../config/runtime.js';
 import type { ClientConn, ListenerSnapshot } from '../../core/proxy.js';
 import type { Outcome, RouteKey } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
-import type { H1Conn, H1UpstreamHandler } from '../../upstream/h1-pool.js';
+import type { H1Conn, H1ServerPool, H1UpstreamHandler } from '../../upstream/h1-pool.js';
 import {
   appendForwarded,
   appendXff,
@@ -485,6 +485,11 @@ export class Session implements H1UpstreamHandler {
       this.attach(up);
       return;
     }
+    this.connectTo(sp);
+  }
+
+  /** A new upstream connection for this exchange; one that lands after it ended is dropped. */
+  private connectTo(sp: H1ServerPool): void {
     const timeout = this.poolCfg?.timeouts.connect ?? this.snap!.timeouts.connect;
     const req = this.req;
     sp.connect(timeout, (err, c) => {
@@ -1048,18 +1053,8 @@ export class Session implements H1UpstreamHandler {
       // nothing came back, and a request without a body is safe to send again once.
       if (this.ubuf === null && !this.retried && this.req!.bodyKind === BODY_NONE && !this.wasFresh) {
         this.retried = true;
-        const sp = this.core.upstreams.forMember(this.pick!.member);
-        const req = this.req;
         this.sstate = S_CONNECT;
-        const timeout = this.poolCfg?.timeouts.connect ?? this.snap!.timeouts.connect;
-        sp.connect(timeout, (e, c) => {
-          if (this.req !== req || this.rstate === R_CLOSED) {
-            c?.socket.destroy();
-            return;
-          }
-          if (e !== undefined || c === undefined) this.connectFailed(e);
-          else this.attach(c);
-        });
+        this.connectTo(this.core.upstreams.forMember(this.pick!.member));
         return;
       }
       this.upstreamFailed(502, 'server_reset', detail, 'reset');
