@@ -8,13 +8,15 @@
 // so a server shows down as soon as any process cannot use it. Latency percentiles are
 // recomputed from the summed histogram buckets, never averaged.
 
-import { LATENCY_BOUNDS_MS, quantileMs, type StatsRegistry } from './registry.js';
+import { LATENCY_BOUNDS_MS, type StatsRegistry } from './registry.js';
 import {
   addToSummary,
   buildStats,
   type LatencyStats,
+  latency,
   newPoolSummary,
   type RequestStats,
+  round,
   type StatsJson,
 } from './render/json.js';
 import { escapeLabel } from './render/prometheus.js';
@@ -50,8 +52,6 @@ export function snapshotOf(reg: StatsRegistry, prom: string): WorkerSnapshot {
   }
   return { stats: buildStats(reg), hist, prom };
 }
-
-const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 function addInto(target: Record<string, number>, src: Record<string, number> | undefined): void {
   if (src === undefined) return;
@@ -102,26 +102,7 @@ class HistAcc {
     this.sumMs += h.sumMs;
   }
   latency(): LatencyStats {
-    let wn = 0;
-    let an = 0;
-    for (let i = 0; i < NB; i++) {
-      wn += this.window[i];
-      an += this.all[i];
-    }
-    const useWindow = wn > 0;
-    const counts = useWindow ? this.window : this.all;
-    const q = (p: number): number | null => {
-      const v = quantileMs(counts, p);
-      return v === undefined ? null : round(v, 3);
-    };
-    return {
-      p50: q(0.5),
-      p90: q(0.9),
-      p99: q(0.99),
-      mean: an > 0 ? round(this.sumMs / an, 3) : null,
-      count: useWindow ? wn : an,
-      over: useWindow ? 'window' : 'all',
-    };
+    return latency(this.window, this.all, this.sumMs);
   }
 }
 

@@ -166,12 +166,13 @@ class ReqAcc {
   }
 }
 
-function round(x: number, digits = 2): number {
+export function round(x: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }
 
-function latency(window: ArrayLike<number>, all: ArrayLike<number>, sumAllMs: number): LatencyStats {
+/** Percentiles over the window's counts, or over all counts when the window saw nothing. */
+export function latency(window: ArrayLike<number>, all: ArrayLike<number>, sumAllMs: number): LatencyStats {
   let wn = 0;
   for (let i = 0; i < window.length; i++) wn += window[i];
   let an = 0;
