@@ -3,7 +3,6 @@
 // health scheduler), behind a minimal sniff (first 24 bytes) like the gateway's.
 import net from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -12,6 +11,7 @@ import type { Pool } from '../src/balancer/pool.js';
 import type { ClientConn, GatewayContext, ProtocolProxy } from '../src/core/proxy.js';
 import type { AccessRecord } from '../src/core/types.js';
 import { listenerFromYaml } from './helpers/listener.js';
+import { jsonLines } from './helpers/log.js';
 import '../src/health/checks/index.js';
 import { HealthScheduler } from '../src/health/scheduler.js';
 import { createH2FrameProxy } from '../src/proxy/h2frame/index.js';
@@ -189,15 +189,7 @@ export async function startHarness(
 ): Promise<Harness> {
   const { pools, state } = listenerFromYaml(yaml, '/tmp/switchyard-h2-test.yaml');
   const logs: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _e, cb) {
-        for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
-        cb();
-      },
-    }),
-  );
+  const logger = pino({ level: 'debug' }, jsonLines(logs));
   const schedulers: HealthScheduler[] = [];
   if (opts.health) {
     for (const pool of pools.values()) {

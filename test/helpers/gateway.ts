@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { createLogger } from '../../src/core/logger.js';
 import { type Running, startFromFile } from '../../src/lifecycle/run.js';
+import { jsonLines, waitForRecord } from './log.js';
 
 export interface TestGateway extends Running {
   /** Every log record written so far, parsed. */
@@ -28,12 +28,7 @@ export async function startGateway(yaml: string): Promise<TestGateway> {
   const file = path.join(dir, 'config.yaml');
   fs.writeFileSync(file, yaml);
   const records: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line) records.push(JSON.parse(line));
-      cb();
-    },
-  });
+  const sink = jsonLines(records);
   const logger = createLogger({ level: 'debug', destination: sink });
   const running = await startFromFile(file, { logger });
   const gw: TestGateway = {
@@ -52,15 +47,7 @@ export async function startGateway(yaml: string): Promise<TestGateway> {
     access() {
       return records.filter((r) => r.type === 'access');
     },
-    async waitFor(pred, timeoutMs = 5000) {
-      const until = Date.now() + timeoutMs;
-      while (Date.now() < until) {
-        const found = records.find(pred);
-        if (found) return found;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      throw new Error('timed out waiting for a log record');
-    },
+    waitFor: (pred, timeoutMs) => waitForRecord(records, pred, timeoutMs),
     async stop() {
       await running.stop();
       fs.rmSync(dir, { recursive: true, force: true });
