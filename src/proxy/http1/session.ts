@@ -30,6 +30,7 @@ import {
 } from '../../codec/http1/parser.js';
 import type { PoolConfig } from '../../config/runtime.js';
 import type { ClientConn, ListenerSnapshot } from '../../core/proxy.js';
+import { rewrap, rewrappable } from '../../core/rewrap.js';
 import type { Outcome, RouteKey } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
 import type { H1Conn, H1ServerPool, H1UpstreamHandler } from '../../upstream/h1-pool.js';
@@ -79,6 +80,24 @@ const NO_PICK: PickRequest = {};
 /** Ends a request head: counting these in buffered bytes counts queued pipelined requests. */
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 
+/**
+ * Client reads of every session land here (`onread`, see Session.onRead): no buffer is
+ * allocated per read, and none is held by an idle keep-alive connection. A read is
+ * processed before the next one can overwrite the buffer; whatever outlives the read
+ * callback (a partial or pipelined head, body bytes, a write the kernel did not take at
+ * once) is copied out first.
+ */
+const CLIENT_BUF = Buffer.allocUnsafeSlow(64 * 1024);
+const CLIENT_MEM = CLIENT_BUF.buffer;
+
+/** Sessions reading into CLIENT_BUF, and those left on 'data' (TLS, or no internals). */
+export const clientReadStats = { shared: 0, fallback: 0 };
+
+/** `b` itself, or a copy when it is a view of the shared client read buffer. */
+function owned(b: Buffer): Buffer {
+  return b.buffer === CLIENT_MEM ? Buffer.from(b) : b;
+}
+
 /** After our FIN, how long a client that has read everything may keep its side open. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -116,6 +135,10 @@ function headerValue(req: Http1Request, name: string): string | undefined {
 }
 
 function noop(): void {}
+
+function clientBuffer(): Buffer {
+  return CLIENT_BUF;
+}
 
 export class Session implements H1UpstreamHandler {
   readonly socket: ClientConn['socket'];
@@ -172,11 +195,26 @@ export class Session implements H1UpstreamHandler {
     readonly core: Http1ProxyCore,
     readonly conn: ClientConn,
   ) {
-    const socket = conn.socket;
+    const accepted = conn.socket;
+    let socket = accepted;
+    if (rewrappable(accepted)) {
+      clientReadStats.shared++;
+      socket = rewrap(
+        accepted,
+        { buffer: clientBuffer, callback: (n: number, b: Uint8Array) => this.onRead(n, b as Buffer) },
+        true,
+        accepted.allowHalfOpen,
+      );
+      // The gateway tracks the accepted socket (maxconn, drain): each closes the other.
+      socket.once('close', () => accepted.destroy());
+      accepted.once('close', () => socket.destroy());
+    } else {
+      clientReadStats.fallback++;
+      socket.on('data', (c: Buffer) => this.onData(c));
+    }
     this.socket = socket;
     this.lastActive = core.clock;
     socket.setNoDelay(true);
-    socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('drain', () => this.onClientDrain());
     socket.on('error', noop);
     socket.on('end', () => this.onClientEnd());
@@ -190,6 +228,24 @@ export class Session implements H1UpstreamHandler {
   }
 
   // ---- client side ----------------------------------------------------------------------
+
+  /**
+   * A client read into CLIENT_BUF. The hot case — a new request head — is parsed straight
+   * from it (the upstream head is built into a buffer of its own); every other state keeps
+   * or forwards the bytes, so gets a copy, as does whatever is still held afterwards.
+   */
+  private onRead(n: number, buf: Buffer): boolean {
+    if (this.rstate !== R_HEAD || this.buf !== null) {
+      this.onData(Buffer.from(buf.subarray(0, n)));
+      return true;
+    }
+    this.onData(buf.subarray(0, n));
+    if (this.buf !== null) this.buf = owned(this.buf);
+    if (this.early !== null) this.early = owned(this.early);
+    // Only a retry on another connection re-sends the head; it then builds it from fields.
+    if (this.headSrc !== null && this.headSrc.buffer === CLIENT_MEM) this.headSrc = null;
+    return true;
+  }
 
   private onData(chunk: Buffer): void {
     this.lastActive = this.core.clock;
@@ -394,7 +450,7 @@ export class Session implements H1UpstreamHandler {
     // Body bytes already read stay raw until the upstream is ready (then takeBody splits them).
     this.early = null;
     if (!this.reqDone && this.buf !== null) {
-      this.early = this.buf;
+      this.early = owned(this.buf);
       this.buf = null;
       this.qScan = this.qHeads = 0;
     }

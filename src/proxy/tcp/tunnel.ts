@@ -16,9 +16,10 @@
 //   - one idle timer per tunnel, on the client socket: every byte either way is a read or a
 //     write on it, and node refreshes a socket's timer on both.
 // docs/sniffing.md (TCP proxy) has the measurements behind these choices.
-import net from 'node:net';
+import type net from 'node:net';
 import type { Pick } from '../../balancer/types.js';
 import type { ClientConn, GatewayContext } from '../../core/proxy.js';
+import { rewrap, rewrappable } from '../../core/rewrap.js';
 import type { Outcome, WorkProtocol } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
 import { connectWithRetry } from '../../upstream/connector.js';
@@ -45,34 +46,6 @@ const BULK_EXIT = 16 * 1024;
  * transfer, worth re-wrapping the client socket to read with `onread`.
  */
 const REWRAP_AT = 64 * 1024;
-
-/** The parts of an accepted socket's libuv handle a re-wrap relies on (node internals). */
-interface StreamHandle {
-  reading?: boolean;
-  readStart(): number;
-  readStop(): number;
-  useUserBuffer(b: Uint8Array): void;
-}
-type Internals = { _handle: StreamHandle | null; _readableState?: { ended?: boolean } };
-
-/**
- * Whether `s`, an accepted plain TCP socket, can hand its handle to a socket of ours:
- * nothing buffered either way, no FIN read, and the internals where this node keeps them.
- */
-function rewrappable(s: net.Socket): boolean {
-  if (s.constructor !== net.Socket || s.destroyed || s.readableLength !== 0) return false;
-  if (s.writableLength !== 0 || s.writableEnded) return false;
-  const i = s as unknown as Internals;
-  const h = i._handle;
-  return (
-    i._readableState?.ended === false &&
-    h !== null &&
-    typeof h === 'object' &&
-    typeof h.readStart === 'function' &&
-    typeof h.readStop === 'function' &&
-    typeof h.useUserBuffer === 'function'
-  );
-}
 
 /** Process-wide count of client sockets re-wrapped to `onread` (tests, diagnostics). */
 export const rewrapStats = { rewrapped: 0, fallback: 0 };
@@ -264,11 +237,6 @@ export class Tunnel {
       if (!this.clientPaused && !old.destroyed) old.resume();
       return;
     }
-    const h = (old as unknown as Internals)._handle!;
-    if (h.reading) {
-      h.reading = false;
-      h.readStop();
-    }
     old.removeListener('data', onClientData);
     old.removeListener('end', onClientEnd);
     old.removeListener('error', onClientError);
@@ -277,17 +245,16 @@ export class Tunnel {
     old.removeListener('timeout', onClientTimeout);
     const idleMs = old.timeout ?? 0;
     if (idleMs > 0) old.setTimeout(0);
-    (old as unknown as Internals)._handle = null;
     this.cBulk = true;
-    const c: TunnelSocket = new net.Socket({
-      handle: h,
-      allowHalfOpen: true,
-      pauseOnCreate: this.clientPaused,
-      onread: {
+    const c: TunnelSocket = rewrap(
+      old,
+      {
         buffer: () => this.cNextBuf(),
         callback: (n: number, buf: Uint8Array) => this.cRead(n, buf as Buffer),
       },
-    } as net.SocketConstructorOpts);
+      this.clientPaused,
+      true,
+    );
     c[TUNNEL] = this;
     c.on('error', onClientError);
     c.on('close', onClientClose);
