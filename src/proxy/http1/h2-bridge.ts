@@ -257,6 +257,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
    */
   cancel(): void {
     this.done = true;
+    this.keep = false;
     this.kept = null;
     const u = this.u;
     if (u === undefined || u.closed) return;
@@ -448,6 +449,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     rst: number = ErrorCode.CANCEL,
   ): void {
     this.done = true;
+    this.keep = false;
     this.kept = null;
     const u = this.u;
     if (u !== undefined) {
