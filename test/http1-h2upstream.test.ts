@@ -1,13 +1,22 @@
 // HTTP/1 clients → `protocol: h2` pools over the frame-level upstream pool
 // (src/proxy/http1/h2-bridge.ts on src/upstream/h2frame-pool.ts): connection reuse, connect
-// failures and retries, REFUSED_STREAM and GOAWAY replays, backpressure both ways, server
-// resets, and a malformed response head that must not reach the HTTP/1 client.
+// failures and retries, REFUSED_STREAM and GOAWAY replays (with the request body kept up to
+// limits.retry_buffer), backpressure both ways, server resets, and a malformed response head
+// that must not reach the HTTP/1 client.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { test } from 'node:test';
-import { encodeFrame, Flag, FrameType, HpackEncoder } from '../src/codec/http2/index.js';
+import {
+  ErrorCode,
+  encodeFrame,
+  Flag,
+  FrameType,
+  HpackDecoder,
+  HpackEncoder,
+} from '../src/codec/http2/index.js';
 import { rawH2Server } from './helpers/raw-h2-server.js';
 import { waitFor } from './helpers/wait.js';
 import { get, rawExchange, startHarness } from './http1-harness.js';
@@ -121,7 +130,7 @@ test('HTTP/1 requests share one upstream h2 connection; a dead server is retried
   assert.equal(gw2.records[0].outcome, 'connect_failure');
 });
 
-test('a refused stream is replayed once when the request has no body; else 502', async (t) => {
+test('a refused stream is replayed once, a small request body with it; a second refusal is 502', async (t) => {
   const seen = new Map<string, number>();
   const be = await h2Server(t, (stream, h) => {
     const path = String(h[':path']);
@@ -147,17 +156,18 @@ test('a refused stream is replayed once when the request has no body; else 502',
   const b = await get(gw.port, '/always', { agent });
   assert.equal(b.status, 502);
   assert.equal(seen.get('/always'), 2, 'replayed once, not more');
-  // A body already went upstream: not replayed.
+  // A body within limits.retry_buffer was kept: replayed too.
   const c = await get(gw.port, '/with-body', { agent, method: 'POST', body: 'payload' });
-  assert.equal(c.status, 502);
-  assert.equal(seen.get('/with-body'), 1);
+  assert.equal(c.status, 200);
+  assert.equal(c.body, 'ok /with-body #2');
+  assert.equal(seen.get('/with-body'), 2);
   const d = await get(gw.port, '/fine', { agent });
   assert.equal(d.body, 'ok /fine #1');
   const outcomes = gw.records.map((r) => `${r.path}:${r.status}:${r.outcome}`);
   assert.deepEqual(outcomes, [
     '/once:200:ok',
     '/always:502:server_reset',
-    '/with-body:502:server_reset',
+    '/with-body:200:ok',
     '/fine:200:ok',
   ]);
 });
@@ -342,4 +352,321 @@ test('a response field with CR/LF from the server is refused with 502, never wri
   assert.match(out, /^HTTP\/1\.1 502 /);
   assert.ok(!out.includes('pwned'), out);
   assert.equal(gw.records[0].outcome, 'bad_response');
+});
+
+/**
+ * A raw HTTP/2 server for replay tests. A request with `x-refuse: <rst|goaway>@<bytes|end>`
+ * has its first stream per path refused — RST_STREAM(REFUSED_STREAM), or GOAWAY with
+ * last-stream-id 0 — once that many body bytes (or the whole body) arrived; every other
+ * stream is answered `got <n>` when its body ended. Windows are credited as DATA arrives.
+ */
+async function replayServer(t: After): Promise<{
+  port: number;
+  /** Bodies of the streams that were answered, by path. */
+  bodies: Map<string, Buffer>;
+  /** Streams seen, by path. */
+  streams: Map<string, number>;
+  refused: Set<string>;
+  /** Resolves as the server refuses a stream of `path` (in the same turn). */
+  refusal: (path: string) => Promise<void>;
+  /**
+   * The server's next connection is accepted but not read (so no SETTINGS: the gateway
+   * cannot use it) until `release()`; `accepted` resolves as it comes.
+   */
+  holdNext: () => { accepted: Promise<void>; release: () => void };
+  connections: () => number;
+}> {
+  const bodies = new Map<string, Buffer>();
+  const streams = new Map<string, number>();
+  const refused = new Set<string>();
+  const onRefusal = new Map<string, () => void>();
+  let connections = 0;
+  let onConnection: ((sock: net.Socket, hello: () => void) => void) | undefined;
+  const u32 = (n: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const raw = await rawH2Server(t, (sock) => {
+    connections++;
+    // The server's first SETTINGS (the helper's empty one follows): a 16 KiB stream window,
+    // so a replayed body waits for WINDOW_UPDATEs like the rest.
+    const hello = (): void => {
+      const iw = Buffer.alloc(6);
+      iw.writeUInt16BE(0x4, 0);
+      iw.writeUInt32BE(16_384, 2);
+      sock.write(encodeFrame(FrameType.SETTINGS, 0, 0, iw));
+    };
+    if (onConnection !== undefined) onConnection(sock, hello);
+    else hello();
+    const enc = new HpackEncoder();
+    const dec = new HpackDecoder();
+    type St = { path: string; parts: Buffer[]; n: number; refuse: string | undefined };
+    const live = new Map<number, St>();
+    const refuse = (id: number, st: St): void => {
+      live.delete(id);
+      refused.add(st.path);
+      onRefusal.get(st.path)?.();
+      if (st.refuse!.startsWith('goaway')) {
+        sock.write(encodeFrame(FrameType.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(ErrorCode.NO_ERROR)])));
+      } else sock.write(encodeFrame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.REFUSED_STREAM)));
+    };
+    const ended = (id: number, st: St): void => {
+      if (st.refuse?.endsWith('@end')) {
+        refuse(id, st);
+        return;
+      }
+      live.delete(id);
+      const body = Buffer.concat(st.parts);
+      bodies.set(st.path, body);
+      const text = Buffer.from(`got ${body.length}`);
+      const n = enc.encode({ ':status': '200', 'content-length': String(text.length) });
+      sock.write(encodeFrame(FrameType.HEADERS, Flag.END_HEADERS, id, Buffer.from(enc.buf.subarray(0, n))));
+      sock.write(encodeFrame(FrameType.DATA, Flag.END_STREAM, id, text));
+    };
+    return (f) => {
+      const id = f.streamId;
+      switch (f.type) {
+        case FrameType.HEADERS: {
+          const st0 = live.get(id);
+          if (st0 !== undefined) {
+            // Request trailers.
+            if ((f.flags & Flag.END_STREAM) !== 0) ended(id, st0);
+            return;
+          }
+          assert.equal(dec.decode(f.payload, 0, f.payload.length), 0);
+          let path = '';
+          let how: string | undefined;
+          for (let i = 0; i < dec.count; i++) {
+            if (dec.names[i] === ':path') path = dec.values[i];
+            else if (dec.names[i] === 'x-refuse') how = dec.values[i];
+          }
+          streams.set(path, (streams.get(path) ?? 0) + 1);
+          const st: St = { path, parts: [], n: 0, refuse: refused.has(path) ? undefined : how };
+          live.set(id, st);
+          if (st.refuse?.endsWith('@0')) refuse(id, st);
+          else if ((f.flags & Flag.END_STREAM) !== 0) ended(id, st);
+          return;
+        }
+        case FrameType.DATA: {
+          const len = f.payload.length;
+          // The connection window counts DATA of every stream, refused ones too.
+          if (len > 0) sock.write(encodeFrame(FrameType.WINDOW_UPDATE, 0, 0, u32(len)));
+          const st = live.get(id);
+          if (st === undefined) return;
+          if (len > 0) {
+            st.parts.push(Buffer.from(f.payload));
+            st.n += len;
+          }
+          if (
+            st.refuse !== undefined &&
+            !st.refuse.endsWith('@end') &&
+            st.n >= Number(st.refuse.split('@')[1])
+          ) {
+            refuse(id, st);
+            return;
+          }
+          if ((f.flags & Flag.END_STREAM) !== 0) ended(id, st);
+          else if (len > 0) sock.write(encodeFrame(FrameType.WINDOW_UPDATE, 0, id, u32(len)));
+          return;
+        }
+        case FrameType.PING:
+          if ((f.flags & Flag.ACK) === 0) sock.write(encodeFrame(FrameType.PING, Flag.ACK, 0, f.payload));
+          return;
+      }
+    };
+  });
+  return {
+    port: raw.port,
+    bodies,
+    streams,
+    refused,
+    refusal: (path) => new Promise<void>((r) => onRefusal.set(path, r)),
+    holdNext: () => {
+      let release = (): void => {};
+      const accepted = new Promise<void>((r) => {
+        onConnection = (sock, hello) => {
+          onConnection = undefined;
+          // Paused before the helper adds its 'data' listener (which then does not resume
+          // it): no preface read, no SETTINGS sent.
+          sock.pause();
+          release = () => {
+            hello();
+            sock.resume();
+          };
+          r();
+        };
+      });
+      return { accepted, release: () => release() };
+    },
+    connections: () => connections,
+  };
+}
+
+/** An HTTP/1 upload through node:http: `chunks` written one by one (awaiting drain). */
+async function upload(
+  port: number,
+  path: string,
+  refuse: string,
+  chunks: Buffer[],
+  opts: { contentLength?: number; between?: (i: number) => Promise<void> } = {},
+): Promise<{ status: number; body: string }> {
+  const headers: http.OutgoingHttpHeaders = { 'x-refuse': refuse };
+  if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
+  const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent: false, headers });
+  const res = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    req.on('error', reject);
+    req.on('response', (r) => {
+      const parts: Buffer[] = [];
+      r.on('data', (c: Buffer) => parts.push(c));
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+      r.on('error', reject);
+    });
+  });
+  for (let i = 0; i < chunks.length; i++) {
+    if (opts.between !== undefined) await opts.between(i);
+    if (!req.write(chunks[i])) await new Promise<void>((r) => req.once('drain', () => r()));
+  }
+  req.end();
+  return res;
+}
+
+/** `total` random bytes cut into pieces of `size`. */
+function pieces(total: number, size: number): { all: Buffer; chunks: Buffer[] } {
+  const all = randomBytes(total);
+  const chunks: Buffer[] = [];
+  for (let p = 0; p < total; p += size) chunks.push(all.subarray(p, Math.min(total, p + size)));
+  return { all, chunks };
+}
+
+test('a refused stream is replayed with its kept body: chunked and Content-Length uploads arrive byte-exact', {
+  timeout: 20_000,
+}, async (t) => {
+  const be = await replayServer(t);
+  const gw = await startHarness(poolYaml([be.port]));
+  t.after(() => gw.close());
+
+  // Chunked, refused once the whole body (and END_STREAM) arrived: the replay ends it too.
+  const a = pieces(40_000, 7_000);
+  const ra = await upload(gw.port, '/chunked', 'rst@end', a.chunks);
+  assert.equal(ra.status, 200);
+  assert.equal(ra.body, `got ${a.all.length}`);
+  assert.ok(be.refused.has('/chunked'));
+  assert.equal(be.streams.get('/chunked'), 2);
+  assert.ok(be.bodies.get('/chunked')!.equals(a.all), 'the replayed chunked body is byte-exact');
+
+  // Content-Length, refused mid-body (after 10,000 bytes), up to the whole default 64 KiB.
+  const b = pieces(65_536, 16_384);
+  const rb = await upload(gw.port, '/length', 'rst@10000', b.chunks, { contentLength: b.all.length });
+  assert.equal(rb.status, 200);
+  assert.equal(rb.body, `got ${b.all.length}`);
+  assert.equal(be.streams.get('/length'), 2);
+  assert.ok(be.bodies.get('/length')!.equals(b.all), 'the replayed Content-Length body is byte-exact');
+
+  // Above a GOAWAY's last-stream-id: replayed with its body on a new connection.
+  const c = pieces(30_000, 10_000);
+  const rc = await upload(gw.port, '/goaway', 'goaway@end', c.chunks, { contentLength: c.all.length });
+  assert.equal(rc.status, 200);
+  assert.ok(be.bodies.get('/goaway')!.equals(c.all));
+  assert.equal(be.connections(), 2, 'the GOAWAY replay went out on a new connection');
+
+  await waitFor(() => gw.records.length === 3);
+  assert.deepEqual(
+    gw.records.map((r) => `${r.path}:${r.status}:${r.outcome}`),
+    ['/chunked:200:ok', '/length:200:ok', '/goaway:200:ok'],
+  );
+});
+
+test('a refused stream whose body outgrew limits.retry_buffer is answered 502, not replayed', {
+  timeout: 20_000,
+}, async (t) => {
+  const be = await replayServer(t);
+  const gw = await startHarness(poolYaml([be.port]));
+  t.after(() => gw.close());
+  const big = pieces(100_000, 20_000);
+  const r = await upload(gw.port, '/big', 'rst@end', big.chunks, { contentLength: big.all.length });
+  assert.equal(r.status, 502);
+  assert.equal(r.body, 'Bad Gateway\n');
+  assert.equal(be.streams.get('/big'), 1, 'not replayed');
+  // A chunked body under a smaller configured limit, refused by GOAWAY.
+  const gw2 = await startHarness(
+    poolYaml([be.port]).replace(
+      '    bind: ["127.0.0.1:0"]\n',
+      '    bind: ["127.0.0.1:0"]\n    limits: { retry_buffer: 8k }\n',
+    ),
+  );
+  t.after(() => gw2.close());
+  const mid = pieces(20_000, 5_000);
+  const r2 = await upload(gw2.port, '/mid', 'goaway@end', mid.chunks);
+  assert.equal(r2.status, 502);
+  assert.equal(be.streams.get('/mid'), 1, 'not replayed');
+  await waitFor(() => gw.records.length === 1 && gw2.records.length === 1);
+  for (const rec of [gw.records[0], gw2.records[0]]) {
+    assert.equal(rec.status, 502);
+    assert.equal(rec.outcome, 'error');
+    assert.equal(rec.detail, 'request body too large to replay on another server');
+  }
+});
+
+test('a stream refused while the upload is still streaming is replayed, and the rest follows it', {
+  timeout: 20_000,
+}, async (t) => {
+  const be = await replayServer(t);
+  const gw = await startHarness(poolYaml([be.port]));
+  t.after(() => gw.close());
+  // The rest of the body waits until the replay's head and kept body reached the server
+  // (20 KB kept: more than the 16 KiB window, so the replay itself waits for WINDOW_UPDATEs),
+  // then 400 KB more: many stream windows after the replayed part.
+  for (const [path, refuse, chunked] of [
+    ['/stream-rst', 'rst@16000', true],
+    ['/stream-goaway', 'goaway@16000', false],
+  ] as const) {
+    const data = pieces(420_000, 4_000);
+    const r = await upload(gw.port, path, refuse, data.chunks, {
+      contentLength: chunked ? undefined : data.all.length,
+      between: async (i) => {
+        if (i === 5) await waitFor(() => be.refused.has(path) && be.streams.get(path) === 2);
+      },
+    });
+    assert.equal(r.status, 200, `${path} ${JSON.stringify(gw.records.at(-1))}`);
+    assert.equal(r.body, `got ${data.all.length}`, path);
+    assert.equal(be.streams.get(path), 2, path);
+    assert.ok(be.bodies.get(path)!.equals(data.all), `${path}: the whole body arrived byte-exact`);
+  }
+  await waitFor(() => gw.records.length === 2);
+  assert.ok(gw.records.every((r) => r.outcome === 'ok' && r.status === 200));
+});
+
+test('body bytes the client sends while a replay waits for its new connection follow the replayed part', {
+  timeout: 20_000,
+}, async (t) => {
+  const be = await replayServer(t);
+  const gw = await startHarness(poolYaml([be.port]));
+  t.after(() => gw.close());
+  // The upstream connection is up before the uploads.
+  assert.equal((await get(gw.port, '/warm', { agent: false as unknown as http.Agent })).status, 200);
+  for (const [path, chunked] of [
+    ['/wait-length', false],
+    ['/wait-chunked', true],
+  ] as const) {
+    // The live connection is refused by GOAWAY at the first DATA; the replay's new connection
+    // (opened only then) is held silent while 32 KB more are sent, then released.
+    const hold = be.holdNext();
+    const data = pieces(200_000, 4_000);
+    const r = await upload(gw.port, path, 'goaway@1', data.chunks, {
+      contentLength: chunked ? undefined : data.all.length,
+      between: async (i) => {
+        if (i === 1) await hold.accepted;
+        else if (i === 9) {
+          // Bounded wait for bytes that should not go anywhere yet, then the SETTINGS.
+          await new Promise((r) => setTimeout(r, 100));
+          hold.release();
+          await waitFor(() => be.streams.get(path) === 2);
+        }
+      },
+    });
+    assert.equal(r.status, 200, `${path} ${JSON.stringify(gw.records.at(-1))}`);
+    assert.equal(r.body, `got ${data.all.length}`, path);
+    assert.ok(be.bodies.get(path)!.equals(data.all), `${path}: the whole body arrived byte-exact`);
+  }
 });

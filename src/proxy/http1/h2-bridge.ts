@@ -11,6 +11,12 @@
 // credit held, resume → credited), so a slow client stops the server after one window;
 // request body writes report false while DATA waits for the server's window, and the
 // session resumes reading the client when it went out (onSent).
+//
+// Replay: a stream the server refused before processing it (REFUSED_STREAM, or above a
+// GOAWAY's last-stream-id) is sent again once, headers and the request body so far, while
+// that body is ≤ limits.retry_buffer and no response has started (as the HTTP/2 proxy does).
+// The body is kept as references to the chunks the session hands over: they come from client
+// socket reads (fresh buffers node never reuses, or views of them), so nothing is copied.
 
 import type { Http1Request } from '../../codec/http1/parser.js';
 import { ErrorCode } from '../../codec/http2/constants.js';
@@ -123,12 +129,22 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
   credit = 0;
   /** A request body write returned false: the session waits for h2Drain(). */
   blocked = false;
+  /** Request body chunks sent so far, kept for a replay (references, not copies). */
+  kept: Buffer[] | null = null;
+  keptBytes = 0;
+  /** Still keeping the body: a replay is possible, no response yet, within the limit. */
+  keep: boolean;
+  /** The body outgrew `retryBuffer`: a refused stream is answered 502 instead of replayed. */
+  tooLarge = false;
+  readonly retryBuffer: number;
 
   constructor(s: Session, req: Http1Request) {
     this.s = s;
     this.req = req;
     this.headers = h2RequestHeaders(s);
     this.hasBody = s.requestHasBody;
+    this.keep = this.hasBody && !s.wasRetried;
+    this.retryBuffer = s.snap!.limits.retryBuffer;
   }
 
   acquire(): void {
@@ -154,6 +170,19 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     }
     this.up = c;
     this.u = u;
+    if (this.replaying) {
+      // The body so far goes first; what the client sends next follows via the session
+      // (h2Started). A replay happens once: nothing is kept any more.
+      const kept = this.kept;
+      this.kept = null;
+      this.keep = false;
+      if (kept !== null) {
+        for (let i = 0; i < kept.length; i++) c.sendData(u, kept[i], false);
+      }
+      // A body that was complete before the refusal ends here (the session ended it once).
+      if (this.hasBody && s.reqDone) this.end();
+      if (u.q !== null) this.blocked = true;
+    }
     s.h2Started(this);
   }
 
@@ -174,6 +203,18 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
 
   /** Request body bytes; false when they wait for the server's window (call h2Drain later). */
   write(b: Buffer): boolean {
+    if (this.keep) {
+      const n = this.keptBytes + b.length;
+      if (n > this.retryBuffer) {
+        this.keep = false;
+        this.kept = null;
+        this.tooLarge = true;
+      } else {
+        this.keptBytes = n;
+        if (this.kept === null) this.kept = [b];
+        else this.kept.push(b);
+      }
+    }
     const u = this.u;
     if (u === undefined || u.closed) return true;
     this.up!.sendData(u, b, false);
@@ -216,6 +257,8 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
    */
   cancel(): void {
     this.done = true;
+    this.keep = false;
+    this.kept = null;
     const u = this.u;
     if (u === undefined || u.closed) return;
     if (this.upEnded && u.localEnded) return;
@@ -237,6 +280,9 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
         return;
       }
       this.responded = true;
+      // The server took the request: it is never replayed now.
+      this.keep = false;
+      this.kept = null;
       let status = 0;
       let hasLength = false;
       const outNames: string[] = [];
@@ -315,7 +361,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     if (this.done) return;
     if (!this.responded) {
       // Refused streams never reached the application (RFC 9113 §8.7): replay once.
-      if (code === ErrorCode.REFUSED_STREAM && this.canReplay()) this.replay();
+      if (code === ErrorCode.REFUSED_STREAM) this.refused(`stream closed (code ${code})`);
       else this.fail(502, 'server_reset', `stream closed (code ${code})`);
       return;
     }
@@ -328,13 +374,8 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     if (this.done) return;
     if (!this.responded) {
       // Above a GOAWAY's last-stream-id: never processed, replayed like REFUSED_STREAM.
-      if (refused && this.canReplay()) this.replay();
-      else
-        this.fail(
-          502,
-          'server_reset',
-          refused ? 'stream refused (GOAWAY)' : `connection lost before response: ${this.up!.lastError}`,
-        );
+      if (refused) this.refused('stream refused (GOAWAY)');
+      else this.fail(502, 'server_reset', `connection lost before response: ${this.up!.lastError}`);
       return;
     }
     this.fail(502, 'server_reset', `connection lost mid-response: ${this.up!.lastError}`);
@@ -373,15 +414,22 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     s.endExchange('ok');
   }
 
-  private canReplay(): boolean {
-    return !this.hasBody && !this.s.wasRetried;
+  /** The server refused the stream unprocessed: replay it once with the kept body, else 502. */
+  private refused(detail: string): void {
+    if (this.s.wasRetried) this.fail(502, 'server_reset', detail);
+    else if (this.tooLarge) this.fail(502, 'error', 'request body too large to replay on another server');
+    else this.replay();
   }
 
-  /** Sends the request again on a fresh stream to the same server (once). */
+  /**
+   * Sends the request again on a fresh stream to the same server (once): the head, then the
+   * kept body (onConn). The session waits as for a first stream meanwhile: the client is
+   * paused and what it still sends is held until h2Started.
+   */
   private replay(): void {
     const s = this.s;
     s.markRetried();
-    s.h2 = null;
+    s.h2Replaying();
     this.up = undefined;
     this.u = undefined;
     this.blocked = false;
@@ -396,17 +444,20 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
   /** Fails the exchange (502 before the response head, a cut connection after it). */
   private fail(
     status: number,
-    outcome: 'server_reset' | 'bad_response',
+    outcome: 'server_reset' | 'bad_response' | 'error',
     detail: string,
     rst: number = ErrorCode.CANCEL,
   ): void {
     this.done = true;
+    this.keep = false;
+    this.kept = null;
     const u = this.u;
     if (u !== undefined) {
       this.u = undefined;
       if (!u.closed) this.up!.resetStream(u, rst);
     }
-    this.s.h2Failed(status, outcome, detail, outcome === 'server_reset' ? 'reset' : 'other');
+    // A refused stream that could not be replayed ('error') counts as a reset, as on HTTP/2.
+    this.s.h2Failed(status, outcome, detail, outcome === 'bad_response' ? 'other' : 'reset');
   }
 }
 

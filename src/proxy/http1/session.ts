@@ -1393,12 +1393,25 @@ export class Session implements H1UpstreamHandler {
     this.h2 = st;
     // A client still blocked from the previous response: hold the server's credit.
     if (this.downBlocked) st.pause();
+    // A replayed body may already wait for the server's window.
+    this.upBlocked = st.blocked;
     this.sstate = S_HEAD;
     this.sentAt = this.core.clock;
     this.lastActive = this.sentAt;
     const early = this.early;
     this.early = null;
     if (early !== null) this.takeBody(early);
+    this.flow();
+  }
+
+  /**
+   * The bridge replays a refused stream: wait for the new one as for the first (client
+   * paused, body bytes it still sends held in `early` for h2Started).
+   */
+  h2Replaying(): void {
+    this.h2 = null;
+    this.sstate = S_CONNECT;
+    this.upBlocked = false;
     this.flow();
   }
 
