@@ -15,8 +15,9 @@
 // Replay: a stream the server refused before processing it (REFUSED_STREAM, or above a
 // GOAWAY's last-stream-id) is sent again once, headers and the request body so far, while
 // that body is ≤ limits.retry_buffer and no response has started (as the HTTP/2 proxy does).
-// The body is kept as references to the chunks the session hands over: they come from client
-// socket reads (fresh buffers node never reuses, or views of them), so nothing is copied.
+// The body is kept as references to the chunks the session hands over: the session never
+// hands over a view of its shared client read buffer (it copies body bytes out of it first,
+// session.ts onRead), so the bridge copies nothing itself.
 
 import type { Http1Request } from '../../codec/http1/parser.js';
 import { ErrorCode } from '../../codec/http2/constants.js';
