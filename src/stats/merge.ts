@@ -5,8 +5,11 @@
 // Merge rules: counters, gauges of work in flight, bytes and rates are summed. What a
 // server *is* (state, health, admin state, weight, last check) is taken from one worker per
 // server: the first worker (in worker-id order) that sees it down, else the first worker —
-// so a server shows down as soon as any process cannot use it. Latency percentiles are
-// recomputed from the summed histogram buckets, never averaged.
+// so a server shows down as soon as any process cannot use it. Active health is the
+// primary's verdict in every worker (health/remote.ts), so views differ only by a worker's
+// own outlier ejection or a verdict still in flight. Latency percentiles are recomputed
+// from the summed histogram buckets, never averaged. Process metrics are not merged but
+// listed per process (mergeProcessMetrics).
 
 import { LATENCY_BOUNDS_MS, type StatsRegistry } from './registry.js';
 import {
