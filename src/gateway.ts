@@ -9,6 +9,7 @@ import { type Logger, logEvent } from './core/logger.js';
 import type { GatewayContext, ListenerSnapshot, ListenerState, ProtocolProxy } from './core/proxy.js';
 import type { AccessRecord, SniffClass, SniffResult, WorkProtocol } from './core/types.js';
 import { HealthManager } from './health/manager.js';
+import type { RemoteHealth } from './health/remote.js';
 import { TlsTerminator } from './listener/tls.js';
 import { PROXIES } from './proxy/registry.js';
 import { compileRouter } from './router/compile.js';
@@ -36,6 +37,14 @@ export interface GatewayView {
   pools: ReadonlyMap<string, { pool: Pool; config: PoolConfig }>;
 }
 
+export interface GatewayOptions {
+  /**
+   * Run no active health checks: member health comes from these verdicts (a worker of a
+   * multi-process gateway, fed by the primary). Passive health is unchanged.
+   */
+  remoteHealth?: RemoteHealth;
+}
+
 export class Gateway {
   private config!: GatewayConfig;
   private pools = new Map<string, LivePool>();
@@ -50,9 +59,12 @@ export class Gateway {
   private readonly health: HealthManager;
   readonly ctx: GatewayContext;
 
-  private constructor(readonly logger: Logger) {
+  private constructor(
+    readonly logger: Logger,
+    opts: GatewayOptions = {},
+  ) {
     this.stats = new StatsRegistry(() => this.view());
-    this.health = new HealthManager(logger);
+    this.health = new HealthManager(logger, { remote: opts.remoteHealth });
     const gw = this;
     let accessLog = true;
     this.ctx = {
@@ -79,8 +91,8 @@ export class Gateway {
   private setAccessLog: (on: boolean) => void;
 
   /** Builds everything and binds every listener; rejects (and closes what it opened) if a bind fails. */
-  static async start(config: GatewayConfig, logger: Logger): Promise<Gateway> {
-    const gw = new Gateway(logger);
+  static async start(config: GatewayConfig, logger: Logger, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(logger, opts);
     try {
       await gw.apply(config);
     } catch (e) {

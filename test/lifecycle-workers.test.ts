@@ -1,6 +1,8 @@
 // global.workers: 2 through the real CLI: a primary, two workers sharing the listener,
 // the admin listener in the primary over merged stats, fan-out of steering, reload and
-// stop, and replacement of a killed worker (docs/operations.md "Multiple processes").
+// stop, replacement of a killed worker, active health checks run once in the primary with
+// every worker applying its verdicts, and per-process metrics by worker label
+// (docs/operations.md "Multiple processes").
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -35,7 +37,15 @@ interface Gw {
   exited: Promise<number | null>;
 }
 
-function yaml(port: number, admin: number, servers: HttpBackend[], grace = '3s'): string {
+const TCP_HEALTH = '{ type: tcp, interval: 100ms, timeout: 500ms, rise: 1, fall: 2 }';
+
+function yaml(
+  port: number,
+  admin: number,
+  servers: { name: string; port: number }[],
+  grace = '3s',
+  health = TCP_HEALTH,
+): string {
   return `global:
   workers: 2
   grace: ${grace}
@@ -47,7 +57,7 @@ listeners:
 pools:
   h:
     protocol: h1
-    health: { type: tcp, interval: 100ms, timeout: 500ms, rise: 1, fall: 2 }
+    health: ${health}
     servers:
 ${servers.map((s) => `      - { name: ${s.name}, address: "127.0.0.1:${s.port}" }`).join('\n')}
 admin:
@@ -55,11 +65,16 @@ admin:
 `;
 }
 
-async function startGw(t: TestContext, servers: HttpBackend[], grace?: string): Promise<Gw> {
+async function startGw(
+  t: TestContext,
+  servers: { name: string; port: number }[],
+  grace?: string,
+  health?: string,
+): Promise<Gw> {
   const [port, admin] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchyard-workers-'));
   const file = path.join(dir, 'c.yaml');
-  fs.writeFileSync(file, yaml(port, admin, servers, grace));
+  fs.writeFileSync(file, yaml(port, admin, servers, grace, health));
   const child = spawn(CLI[0], [...CLI.slice(1), '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   // 'close', not 'exit': every record the processes wrote has been read by then.
   const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
@@ -294,4 +309,232 @@ test('a worker killed with SIGKILL is logged and replaced; requests keep succeed
   assert.equal((stats.json.workers as unknown[]).length, 2);
   gw.child.kill('SIGTERM');
   assert.equal(await gw.exited, 0);
+});
+
+/** An HTTP server that counts `GET /health` (the health checks) apart from other requests, and can be stopped and started again on its port. */
+interface Checked {
+  name: string;
+  port: number;
+  checks: number;
+  requests: number;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+async function checkedBackend(t: TestContext, name: string): Promise<Checked> {
+  let server: http.Server | undefined;
+  const b: Checked = {
+    name,
+    port: 0,
+    checks: 0,
+    requests: 0,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const s = server;
+        server = undefined;
+        if (s === undefined) return resolve();
+        s.closeAllConnections();
+        s.close(() => resolve());
+      }),
+    start: async () => {
+      const s = http.createServer((req, res) => {
+        if (req.url === '/health') b.checks++;
+        else b.requests++;
+        req.resume();
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(name) });
+        res.end(name);
+      });
+      await new Promise<void>((r) => s.listen(b.port, '127.0.0.1', r));
+      b.port = (s.address() as net.AddressInfo).port;
+      server = s;
+    },
+  };
+  await b.start();
+  t.after(() => b.stop());
+  return b;
+}
+
+const serverState = (gw: Gw, server: string): Promise<string> =>
+  adminJson(gw, 'GET', '/stats.json').then(
+    ({ json }) =>
+      (json.pools as Record<string, { servers: { name: string; state: string }[] }>).h.servers.find(
+        (s) => s.name === server,
+      )?.state ?? 'missing',
+  );
+
+async function untilAsync(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+test('active health checks run once, in the primary; every worker (a replacement too) applies its verdicts', async (t) => {
+  const a = await checkedBackend(t, 'a');
+  const INTERVAL = 200;
+  const gw = await startGw(
+    t,
+    [a],
+    '3s',
+    `{ type: http, path: /health, interval: ${INTERVAL}ms, timeout: 500ms, rise: 1, fall: 1 }`,
+  );
+  const started = gw.records.find((r) => r.event === 'started' && r.worker === undefined) as Rec;
+  const workers = (started.workers as { worker: number; pid: number }[]).map((w) => w.worker);
+
+  // One check per interval (±10 % jitter), not one per process: with checks in both workers
+  // (and none in the primary) the count would be about twice this.
+  const c0 = a.checks;
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, 2000));
+  const checks = a.checks - c0;
+  const expected = (Date.now() - t0) / INTERVAL;
+  assert.ok(checks >= 1 && checks <= expected * 1.3 + 1, `${checks} checks in ${expected} intervals`);
+
+  const downIn = (w: unknown) => (r: Rec) =>
+    r.event === 'server_state' && r.worker === w && r.server === 'a' && r.to === 'down';
+  const upIn = (w: unknown, after: number) => (r: Rec) =>
+    gw.records.indexOf(r) >= after &&
+    r.event === 'server_state' &&
+    r.worker === w &&
+    r.server === 'a' &&
+    r.to === 'up';
+  await a.stop();
+  // The primary decides, each worker applies it (and logs its own state change).
+  await gw.waitFor(downIn(undefined));
+  for (const w of workers) await gw.waitFor(downIn(w));
+  assert.ok(await untilAsync(async () => (await serverState(gw, 'a')) === 'down', 5000));
+  /** Requests on new connections (spread over the workers): every one gets no server at all. */
+  const allRefused = async (n: number): Promise<void> => {
+    const from = gw.records.length;
+    for (let i = 0; i < n; i++) assert.equal((await get(gw.port)).status, 503);
+    assert.ok(await until(() => gw.records.slice(from).filter((r) => r.type === 'access').length >= n, 5000));
+    const access = gw.records.slice(from).filter((r) => r.type === 'access');
+    // No worker tried the server (a connect failure would name it): each knew it was down.
+    assert.deepEqual(
+      access.filter((r) => r.server !== undefined && r.server !== ''),
+      [],
+    );
+  };
+  await allRefused(8);
+
+  // A reload keeps the state of a server that stays (in the primary and in every worker).
+  fs.writeFileSync(
+    gw.file,
+    yaml(
+      gw.port,
+      gw.admin,
+      [a],
+      '4s',
+      `{ type: http, path: /health, interval: ${INTERVAL}ms, timeout: 500ms, rise: 1, fall: 1 }`,
+    ),
+  );
+  const reloads = gw.records.filter((r) => r.event === 'reload' && r.worker === undefined).length;
+  gw.child.kill('SIGHUP');
+  assert.ok(
+    await until(
+      () => gw.records.filter((r) => r.event === 'reload' && r.worker === undefined).length > reloads,
+      10_000,
+    ),
+  );
+  await allRefused(4);
+
+  // A replacement worker starts with the primary's state: it never sends to the dead server.
+  process.kill((started.workers as { pid: number }[])[0].pid, 'SIGKILL');
+  const replaced = await gw.waitFor((r) => r.event === 'worker_start');
+  await gw.waitFor(downIn(replaced.worker));
+  await allRefused(8);
+  const live = [workers[1], replaced.worker];
+
+  const mark = gw.records.length;
+  await a.start();
+  await gw.waitFor(upIn(undefined, mark));
+  for (const w of live) await gw.waitFor(upIn(w, mark));
+  assert.ok(await untilAsync(async () => (await serverState(gw, 'a')) === 'up', 5000));
+  const before = a.requests;
+  for (let i = 0; i < 8; i++) assert.deepEqual(await get(gw.port), { status: 200, server: 'a' });
+  assert.equal(a.requests - before, 8);
+});
+
+// ---- a strict-enough reading of the text exposition format --------------------------------
+
+interface Family {
+  type: string;
+  samples: { name: string; labels: string; value: number }[];
+}
+
+/** One HELP and one TYPE per family, before its samples; samples contiguous; no duplicate series. */
+function parseExposition(text: string): Map<string, Family> {
+  assert.ok(text.endsWith('\n'));
+  const families = new Map<string, Family>();
+  const help = new Set<string>();
+  const closed = new Set<string>();
+  const series = new Set<string>();
+  let current: string | undefined;
+  for (const line of text.slice(0, -1).split('\n')) {
+    if (line === '') continue;
+    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (meta) {
+      const [, kind, name, rest] = meta;
+      assert.ok(!closed.has(name), `family ${name} appears twice`);
+      if (current !== undefined && current !== name) closed.add(current);
+      current = name;
+      if (kind === 'HELP') {
+        assert.ok(!help.has(name), `two HELP lines for ${name}`);
+        help.add(name);
+      } else {
+        assert.ok(!families.has(name), `two TYPE lines for ${name}`);
+        families.set(name, { type: rest, samples: [] });
+      }
+      continue;
+    }
+    assert.ok(!line.startsWith('#'), line);
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$/.exec(
+      line,
+    );
+    assert.ok(m, `bad sample line: ${line}`);
+    const [, name, labels = '', value] = m;
+    assert.ok(!Number.isNaN(Number(value)) || /^(nan|[+-]inf)$/i.test(value), line);
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    const fam = families.has(name) ? name : base;
+    assert.equal(fam, current, `sample outside its family: ${line}`);
+    const f = families.get(fam);
+    assert.ok(f, `sample without TYPE: ${line}`);
+    assert.ok(!series.has(name + labels), `duplicate series: ${line}`);
+    series.add(name + labels);
+    f.samples.push({ name, labels, value: Number(value) });
+  }
+  return families;
+}
+
+test("/metrics of the primary: each process's metrics with a worker label, valid exposition", async (t) => {
+  const [a] = await backends(t, 'a');
+  const gw = await startGw(t, [a]);
+  const started = gw.records.find((r) => r.event === 'started' && r.worker === undefined) as Rec;
+  const ids = (started.workers as { worker: number }[]).map((w) => String(w.worker));
+  for (let i = 0; i < 4; i++) assert.equal((await get(gw.port)).status, 200);
+  const res = await fetch(`http://127.0.0.1:${gw.admin}/metrics`);
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  const families = parseExposition(text);
+  const want = [...ids, 'primary'].sort();
+  for (const name of [
+    'switchyard_process_cpu_seconds_total',
+    'switchyard_process_resident_memory_bytes',
+    'switchyard_nodejs_heap_size_used_bytes',
+    'switchyard_nodejs_eventloop_lag_seconds',
+  ]) {
+    const f = families.get(name);
+    assert.ok(f, `${name} missing:\n${text}`);
+    const workers = f.samples.map((s) => /worker="([^"]*)"/.exec(s.labels)?.[1]);
+    // One sample per process, never summed.
+    assert.deepEqual([...workers].sort(), want, name);
+    assert.ok(f.samples.every((s) => s.value >= 0));
+  }
+  // Labelled samples keep their own labels after the worker label.
+  const gc = families.get('switchyard_nodejs_heap_space_size_used_bytes');
+  assert.ok(gc?.samples.every((s) => /^\{worker="[^"]+",space="/.test(s.labels)));
+  // The gateway's own families are still there, summed as before.
+  assert.match(text, /^switchyard_server_selected_total\{pool="h",server="a"\} 4$/m);
 });

@@ -2,7 +2,12 @@
 // it down" rule, latency from summed buckets, and the Prometheus text merge.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../src/stats/merge.js';
+import {
+  mergeProcessMetrics,
+  mergePrometheus,
+  mergeSnapshots,
+  type WorkerSnapshot,
+} from '../src/stats/merge.js';
 import { LATENCY_BOUNDS_MS } from '../src/stats/registry.js';
 import type { RequestStats, ServerStats, StatsJson } from '../src/stats/render/json.js';
 
@@ -149,4 +154,53 @@ test('counters are summed, a server is down if any worker sees it down, latency 
   assert.match(text, /^switchyard_pool_servers\{pool="h",state="up"\} 1$/m);
   assert.match(text, /^switchyard_pool_servers\{pool="h",state="down"\} 1$/m);
   assert.equal(text.match(/^# TYPE switchyard_server_up gauge$/gm)?.length, 1);
+});
+
+test('process metrics of several processes: one HELP/TYPE per family, a worker label on every sample, nothing summed', () => {
+  const text = (cpu: number): string =>
+    [
+      '# HELP switchyard_process_cpu_seconds_total Total user and system CPU time spent in seconds.',
+      '# TYPE switchyard_process_cpu_seconds_total counter',
+      `switchyard_process_cpu_seconds_total ${cpu}`,
+      '',
+      '# HELP switchyard_nodejs_heap_space_size_used_bytes Used size of heap space.',
+      '# TYPE switchyard_nodejs_heap_space_size_used_bytes gauge',
+      'switchyard_nodejs_heap_space_size_used_bytes{space="old"} 10',
+      'switchyard_nodejs_heap_space_size_used_bytes{space="new"} 20',
+      '',
+      '# HELP switchyard_nodejs_gc_duration_seconds GC duration.',
+      '# TYPE switchyard_nodejs_gc_duration_seconds histogram',
+      'switchyard_nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor"} 1',
+      'switchyard_nodejs_gc_duration_seconds_sum{kind="minor"} 0.0005',
+      'switchyard_nodejs_gc_duration_seconds_count{kind="minor"} 1',
+      'switchyard_empty_labels{} 3',
+      '',
+    ].join('\n');
+  const out = mergeProcessMetrics([
+    { worker: '1', text: text(1.5) },
+    { worker: '2', text: text(2.5) },
+    { worker: 'primary', text: text(0.25) },
+  ]);
+  const lines = out.split('\n');
+  assert.equal(lines.filter((l) => l.startsWith('# TYPE switchyard_process_cpu_seconds_total ')).length, 1);
+  assert.equal(lines.filter((l) => l.startsWith('# HELP switchyard_process_cpu_seconds_total ')).length, 1);
+  assert.equal(lines.filter((l) => l.startsWith('# TYPE ')).length, 3);
+  const cpu = lines.filter((l) => l.startsWith('switchyard_process_cpu_seconds_total'));
+  assert.deepEqual(cpu, [
+    'switchyard_process_cpu_seconds_total{worker="1"} 1.5',
+    'switchyard_process_cpu_seconds_total{worker="2"} 2.5',
+    'switchyard_process_cpu_seconds_total{worker="primary"} 0.25',
+  ]);
+  assert.ok(lines.includes('switchyard_nodejs_heap_space_size_used_bytes{worker="2",space="new"} 20'));
+  assert.ok(
+    lines.includes('switchyard_nodejs_gc_duration_seconds_bucket{worker="1",le="0.001",kind="minor"} 1'),
+  );
+  assert.ok(lines.includes('switchyard_empty_labels{worker="primary"} 3'));
+  // Every sample of a family follows its TYPE line, before the next family's.
+  const gcType = lines.indexOf('# TYPE switchyard_nodejs_gc_duration_seconds histogram');
+  const gcSamples = lines.flatMap((l, i) => (l.startsWith('switchyard_nodejs_gc_') ? [i] : []));
+  assert.equal(gcSamples.length, 9);
+  assert.ok(gcSamples.every((i) => i > gcType));
+  assert.ok(out.endsWith('\n'));
+  assert.equal(mergeProcessMetrics([]), '');
 });

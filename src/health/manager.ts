@@ -1,6 +1,18 @@
 import type { Logger } from 'pino';
 import type { Pool } from '../balancer/pool.js';
-import { HealthScheduler } from './scheduler.js';
+import type { RemoteHealth } from './remote.js';
+import { type CheckListener, HealthScheduler } from './scheduler.js';
+
+export interface HealthManagerOptions {
+  /**
+   * Member health comes from elsewhere (a worker of a multi-process gateway: the primary's
+   * verdicts). No active check runs; schedulers only log state changes, and every pool
+   * `update` gets the latest known verdicts applied.
+   */
+  remote?: RemoteHealth;
+  /** Every check result (the multi-process primary forwards them). */
+  onCheck?: CheckListener;
+}
 
 /**
  * One HealthScheduler per pool name across reloads: `update` with the pools of each new
@@ -10,20 +22,26 @@ import { HealthScheduler } from './scheduler.js';
 export class HealthManager {
   private readonly logger: Logger;
   private readonly schedulers = new Map<string, HealthScheduler>();
+  private readonly opts: HealthManagerOptions;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, opts: HealthManagerOptions = {}) {
     this.logger = logger;
+    this.opts = opts;
   }
 
   update(pools: Iterable<Pool>): void {
+    const list = [...pools];
     const seen = new Set<string>();
-    for (const pool of pools) {
+    for (const pool of list) {
       seen.add(pool.name);
       const s = this.schedulers.get(pool.name);
       if (s !== undefined) {
         s.adopt(pool);
       } else {
-        const created = new HealthScheduler(pool, this.logger);
+        const created = new HealthScheduler(pool, this.logger, {
+          active: this.opts.remote === undefined,
+          onCheck: this.opts.onCheck,
+        });
         this.schedulers.set(pool.name, created);
         created.start();
       }
@@ -33,6 +51,8 @@ export class HealthManager {
       s.stop();
       this.schedulers.delete(name);
     }
+    // After the schedulers subscribed, so the flips this applies are logged.
+    this.opts.remote?.attach(list);
   }
 
   stop(): void {

@@ -9,6 +9,22 @@ interface Streak {
   fail: number;
 }
 
+/**
+ * Called after every check result is applied to `m` (its `lastCheck`, maybe its health):
+ * `flipped` is the reason when this result changed the member's health, else undefined.
+ * The multi-process primary forwards these to its workers (./remote.ts).
+ */
+export type CheckListener = (pool: Pool, m: Member, flipped: string | undefined) => void;
+
+export interface SchedulerOptions {
+  /**
+   * false: run no checks, only log the pool's state changes (a worker of a multi-process
+   * gateway, whose member health comes from the primary). Default true.
+   */
+  active?: boolean;
+  onCheck?: CheckListener;
+}
+
 const TIMEOUT: CheckOutcome = Object.freeze({ ok: false, detail: 'timeout' });
 
 function whenAborted(signal: AbortSignal): Promise<CheckOutcome> {
@@ -37,10 +53,14 @@ export class HealthScheduler {
   private running = false;
   private unsubscribe: (() => void) | undefined;
   private check: HealthCheck | undefined;
+  private readonly active: boolean;
+  private readonly onCheck: CheckListener | undefined;
 
-  constructor(pool: Pool, logger: Logger) {
+  constructor(pool: Pool, logger: Logger, opts: SchedulerOptions = {}) {
     this.pool = pool;
     this.logger = logger;
+    this.active = opts.active !== false;
+    this.onCheck = opts.onCheck;
   }
 
   get health(): HealthConfig {
@@ -53,6 +73,7 @@ export class HealthScheduler {
     const gen = ++this.generation;
     const pool = this.pool;
     this.unsubscribe = pool.onStateChange((e) => this.log(e));
+    if (!this.active) return;
     const cfg = pool.config.health;
     if (cfg.type === 'none') {
       // Nothing will ever bring a member back up, so none may stay down from an earlier config.
@@ -154,21 +175,25 @@ export class HealthScheduler {
       this.streaks.set(m, s);
     }
     const cfg = this.pool.config.health;
+    let flipped: string | undefined;
     if (o.ok) {
       s.ok++;
       s.fail = 0;
       if (m.health === 'down' && s.ok >= cfg.rise) {
         m.health = 'up';
-        this.pool.refresh(`health check passed ${s.ok} times: ${o.detail}`);
+        flipped = `health check passed ${s.ok} times: ${o.detail}`;
+        this.pool.refresh(flipped);
       }
     } else {
       s.fail++;
       s.ok = 0;
       if (m.health === 'up' && s.fail >= cfg.fall) {
         m.health = 'down';
-        this.pool.refresh(`health check failed ${s.fail} times: ${o.detail}`);
+        flipped = `health check failed ${s.fail} times: ${o.detail}`;
+        this.pool.refresh(flipped);
       }
     }
+    this.onCheck?.(this.pool, m, flipped);
   }
 
   /** Event record shape shared with core/logger.ts logEvent: `{ type: "event", event, ... }`. */

@@ -1,7 +1,8 @@
 // The primary of a multi-process gateway (docs/operations.md "Multiple processes"): forks
 // the workers (each runs every listener; node:cluster shares the listening sockets), runs
-// the admin listener over their merged stats, fans reloads, server steering and the stop
-// out to them, and replaces a worker that dies (a bounded number of times).
+// the active health checks once for all of them (health/remote.ts) and sends them the
+// verdicts, runs the admin listener over their merged stats, fans reloads, server steering
+// and the stop out to them, and replaces a worker that dies (a bounded number of times).
 import cluster, { type Worker } from 'node:cluster';
 import {
   type AdminServer,
@@ -12,8 +13,10 @@ import {
 } from '../admin/server.js';
 import type { GatewayConfig } from '../config/runtime.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
-import { mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
+import { CentralHealth } from '../health/remote.js';
+import { mergeProcessMetrics, mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
 import type { StatsJson } from '../stats/render/json.js';
+import { processMetrics } from '../stats/render/prometheus.js';
 import { loadForReload, type ReloadResult, type ReloadTrigger } from './reload.js';
 import { type FromWorker, isFromWorker, type ToWorker } from './worker.js';
 
@@ -27,7 +30,10 @@ const STEER_TIMEOUT_MS = 5_000;
 const RELOAD_TIMEOUT_MS = 60_000;
 const START_TIMEOUT_MS = 60_000;
 
-type Request = { sy: 'stats' } | { sy: 'steer'; req: SteerRequest } | { sy: 'reload'; by: ReloadTrigger };
+type Request =
+  | { sy: 'stats'; proc?: boolean }
+  | { sy: 'steer'; req: SteerRequest }
+  | { sy: 'reload'; by: ReloadTrigger };
 
 interface Slot {
   worker: Worker;
@@ -62,6 +68,22 @@ export async function runPrimary(
   let onAllExited: (() => void) | undefined;
   let onStartup: ((ok: boolean) => void) | undefined;
 
+  /** Best effort: a worker whose channel is gone is about to exit ('exit' handles it). */
+  const tell = (worker: Worker, m: ToWorker): void => {
+    if (!worker.isConnected()) return;
+    try {
+      worker.send(m);
+    } catch {
+      // closed meanwhile
+    }
+  };
+  // Every worker, ready or still starting: one that is starting either has asked for the
+  // full state already (so this update is newer) or will ask (and get a state including it).
+  const health = new CentralHealth(logger, (verdicts) => {
+    for (const s of slots.values()) tell(s.worker, { sy: 'health', full: false, verdicts });
+  });
+  health.apply(cfg);
+
   const fork = (): void => {
     const worker = cluster.fork();
     const slot: Slot = { worker, ready: false, waiting: new Map() };
@@ -69,6 +91,10 @@ export async function runPrimary(
     worker.on('message', (m: unknown) => {
       if (!isFromWorker(m)) return;
       const msg = m as FromWorker;
+      if (msg.sy === 'health_sync') {
+        tell(worker, { sy: 'health', full: true, verdicts: health.snapshot() });
+        return;
+      }
       if (msg.sy === 'ready') {
         slot.ready = true;
         if (started) logEvent(logger, 'worker_start', { worker: worker.id, pid: worker.process.pid });
@@ -143,8 +169,8 @@ export async function runPrimary(
     );
   };
 
-  const snapshots = async (): Promise<{ worker: number; snap: WorkerSnapshot }[]> =>
-    (await ask({ sy: 'stats' }, STATS_TIMEOUT_MS))
+  const snapshots = async (proc = false): Promise<{ worker: number; snap: WorkerSnapshot }[]> =>
+    (await ask({ sy: 'stats', proc }, STATS_TIMEOUT_MS))
       .filter((r) => failed(r.data) === undefined)
       .map((r) => ({ worker: r.worker, snap: r.data as WorkerSnapshot }));
 
@@ -195,6 +221,11 @@ export async function runPrimary(
       return { ok: false, errors };
     }
     cfg = loaded.config;
+    // The checks follow the new pools as one process's do (servers that stay keep their
+    // state and streaks); the full state then settles any verdict that crossed the reload.
+    health.apply(cfg);
+    const verdicts = health.snapshot();
+    for (const s of slots.values()) tell(s.worker, { sy: 'health', full: true, verdicts });
     logEvent(
       logger,
       'reload',
@@ -220,6 +251,7 @@ export async function runPrimary(
   const stop = (signal: string): Promise<void> => {
     stopped ??= (async () => {
       stopping = true;
+      health.stop();
       logEvent(logger, 'stop', { grace_ms: cfg.global.grace, signal, workers: slots.size }, 'graceful stop');
       const allExited = new Promise<void>((r) => {
         onAllExited = r;
@@ -288,10 +320,17 @@ export async function runPrimary(
         remote: {
           stats,
           metrics: async () => {
-            const snaps = (await snapshots()).map((s) => s.snap);
-            return mergePrometheus(
-              snaps.map((s) => s.prom),
-              mergeSnapshots(snaps),
+            const list = await snapshots(true);
+            const snaps = list.map((s) => s.snap);
+            const proc = list
+              .filter((s) => s.snap.proc !== undefined)
+              .map((s) => ({ worker: String(s.worker), text: s.snap.proc as string }));
+            proc.push({ worker: 'primary', text: await processMetrics() });
+            return (
+              mergePrometheus(
+                snaps.map((s) => s.prom),
+                mergeSnapshots(snaps),
+              ) + mergeProcessMetrics(proc)
             );
           },
           steer,

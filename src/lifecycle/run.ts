@@ -7,7 +7,7 @@ import { adminAuth, startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import type { HostPort } from '../core/types.js';
-import { Gateway } from '../gateway.js';
+import { Gateway, type GatewayOptions } from '../gateway.js';
 import { runPrimary } from './primary.js';
 import { type ReloadTrigger, reloadFromFile } from './reload.js';
 import { runWorker } from './worker.js';
@@ -30,6 +30,8 @@ export async function startFromFile(
     admin?: boolean;
     /** Fields added to every log record (a worker's `worker: id`). */
     bindings?: Record<string, unknown>;
+    /** A worker's health verdicts from the primary (no active checks run then). */
+    remoteHealth?: GatewayOptions['remoteHealth'];
   } = {},
 ): Promise<Running> {
   const loaded = loadConfigFile(file);
@@ -37,7 +39,7 @@ export async function startFromFile(
   const cfg = loaded.config;
   let logger = opts.logger ?? createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
   if (opts.bindings) logger = logger.child(opts.bindings);
-  const gateway = await Gateway.start(cfg, logger);
+  const gateway = await Gateway.start(cfg, logger, { remoteHealth: opts.remoteHealth });
   const reload = (by: ReloadTrigger = 'api') => reloadFromFile(gateway, file, logger, by);
   let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
   if (cfg.admin && opts.admin !== false) {

@@ -5,44 +5,62 @@
 import cluster from 'node:cluster';
 import { applySteer, type SteerRequest } from '../admin/server.js';
 import { logEvent } from '../core/logger.js';
+import { type HealthVerdict, isHealthVerdict, RemoteHealth } from '../health/remote.js';
 import { snapshotOf } from '../stats/merge.js';
-import { renderPrometheus } from '../stats/render/prometheus.js';
+import { processMetrics, renderPrometheus } from '../stats/render/prometheus.js';
 import type { ReloadTrigger } from './reload.js';
 import { type Running, startOrReport } from './run.js';
 
 /** Primary → worker. Requests carry an id the reply repeats. */
 export type ToWorker =
-  | { sy: 'stats'; id: number }
+  /** `proc`: include this process's metrics (for /metrics). */
+  | { sy: 'stats'; id: number; proc?: boolean }
   | { sy: 'steer'; id: number; req: SteerRequest }
   | { sy: 'reload'; id: number; by: ReloadTrigger }
-  | { sy: 'stop'; signal?: string };
+  | { sy: 'stop'; signal?: string }
+  /** Active-health verdicts of the primary; `full`: its whole state (after a reload, or asked). */
+  | { sy: 'health'; full: boolean; verdicts: HealthVerdict[] };
 
-/** Worker → primary. */
-export type FromWorker = { sy: 'ready' } | { sy: 'reply'; id: number; data: unknown };
+/** Worker → primary. `health_sync` asks for a full `health` message (a starting worker). */
+export type FromWorker = { sy: 'ready' } | { sy: 'health_sync' } | { sy: 'reply'; id: number; data: unknown };
 
 export function isFromWorker(m: unknown): m is FromWorker {
-  return (
-    typeof m === 'object' &&
-    m !== null &&
-    ((m as FromWorker).sy === 'ready' || (m as FromWorker).sy === 'reply')
-  );
+  if (typeof m !== 'object' || m === null) return false;
+  const sy = (m as FromWorker).sy;
+  return sy === 'ready' || sy === 'reply' || sy === 'health_sync';
 }
 
-function isToWorker(m: unknown): m is ToWorker {
+function isToWorker(m: unknown): m is Exclude<ToWorker, { sy: 'health' }> {
   if (typeof m !== 'object' || m === null) return false;
   const sy = (m as ToWorker).sy;
   return sy === 'stats' || sy === 'steer' || sy === 'reload' || sy === 'stop';
 }
 
+function isHealthMessage(m: unknown): m is Extract<ToWorker, { sy: 'health' }> {
+  if (typeof m !== 'object' || m === null) return false;
+  const h = m as { sy?: unknown; full?: unknown; verdicts?: unknown };
+  return h.sy === 'health' && typeof h.full === 'boolean' && Array.isArray(h.verdicts);
+}
+
+/** How long a starting worker waits for the primary's health state before starting anyway. */
+const HEALTH_SYNC_TIMEOUT_MS = 3_000;
+
 function send(m: FromWorker): void {
   if (process.send && process.connected) process.send(m);
 }
 
-async function answer(running: Running, m: Exclude<ToWorker, { sy: 'stop' }>): Promise<unknown> {
+async function answer(
+  running: Running,
+  m: Exclude<ToWorker, { sy: 'stop' } | { sy: 'health' }>,
+): Promise<unknown> {
   const gw = running.gateway;
   switch (m.sy) {
     case 'stats':
-      return snapshotOf(gw.stats, await renderPrometheus(gw.stats, { process: false }));
+      return snapshotOf(
+        gw.stats,
+        await renderPrometheus(gw.stats, { process: false }),
+        m.proc === true ? await processMetrics() : undefined,
+      );
     case 'steer':
       return applySteer(() => gw.view(), m.req, running.logger);
     case 'reload':
@@ -53,7 +71,28 @@ async function answer(running: Running, m: Exclude<ToWorker, { sy: 'stop' }>): P
 /** Runs until the primary (or a signal) stops it; returns the exit code. */
 export async function runWorker(file: string, opts: { pretty?: boolean }): Promise<number> {
   const id = cluster.worker?.id ?? 0;
-  const running = await startOrReport(file, { pretty: opts.pretty, admin: false, bindings: { worker: id } });
+  // Active checks run in the primary; this worker applies its verdicts. The current ones are
+  // asked for (and awaited) before the gateway starts, so the pools are built with them and
+  // no connection is served on a server the primary already knows to be down.
+  const remoteHealth = new RemoteHealth();
+  let synced: (() => void) | undefined;
+  const firstSync = new Promise<void>((resolve) => {
+    synced = resolve;
+    setTimeout(resolve, HEALTH_SYNC_TIMEOUT_MS).unref();
+  });
+  process.on('message', (m: unknown) => {
+    if (!isHealthMessage(m)) return;
+    remoteHealth.set(m.verdicts.filter(isHealthVerdict), m.full);
+    if (m.full) synced?.();
+  });
+  send({ sy: 'health_sync' });
+  await firstSync;
+  const running = await startOrReport(file, {
+    pretty: opts.pretty,
+    admin: false,
+    bindings: { worker: id },
+    remoteHealth,
+  });
   if (running === undefined) return 1;
   const { logger } = running;
   logEvent(logger, 'started', { file, pid: process.pid });

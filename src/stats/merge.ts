@@ -5,8 +5,11 @@
 // Merge rules: counters, gauges of work in flight, bytes and rates are summed. What a
 // server *is* (state, health, admin state, weight, last check) is taken from one worker per
 // server: the first worker (in worker-id order) that sees it down, else the first worker —
-// so a server shows down as soon as any process cannot use it. Latency percentiles are
-// recomputed from the summed histogram buckets, never averaged.
+// so a server shows down as soon as any process cannot use it. Active health is the
+// primary's verdict in every worker (health/remote.ts), so views differ only by a worker's
+// own outlier ejection or a verdict still in flight. Latency percentiles are recomputed
+// from the summed histogram buckets, never averaged. Process metrics are not merged but
+// listed per process (mergeProcessMetrics).
 
 import { LATENCY_BOUNDS_MS, type StatsRegistry } from './registry.js';
 import {
@@ -34,10 +37,12 @@ export interface WorkerSnapshot {
   hist: Record<string, Record<string, HistSnapshot>>;
   /** Prometheus text without the process metrics. */
   prom: string;
+  /** The worker's process metrics (prom-client text), when asked for (/metrics). */
+  proc?: string;
 }
 
-/** What a worker sends; `prom` is rendered by the caller (async). */
-export function snapshotOf(reg: StatsRegistry, prom: string): WorkerSnapshot {
+/** What a worker sends; `prom` and `proc` are rendered by the caller (async). */
+export function snapshotOf(reg: StatsRegistry, prom: string, proc?: string): WorkerSnapshot {
   const hist: WorkerSnapshot['hist'] = {};
   for (const [pool, servers] of reg.timingsByPool) {
     const m: Record<string, HistSnapshot> = {};
@@ -50,7 +55,7 @@ export function snapshotOf(reg: StatsRegistry, prom: string): WorkerSnapshot {
     }
     hist[pool] = m;
   }
-  return { stats: buildStats(reg), hist, prom };
+  return { stats: buildStats(reg), hist, prom, proc };
 }
 
 function addInto(target: Record<string, number>, src: Record<string, number> | undefined): void {
@@ -318,4 +323,47 @@ export function mergePrometheus(texts: readonly string[], merged: Merged): strin
     for (const [k, v] of f.samples) out.push(`${k} ${Number.isInteger(v) ? v : round(v, 9)}`);
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * Process metrics (CPU, memory, heap, event loop, GC) of several processes in one
+ * exposition: never summed, each sample gets a first label `worker="ID"` (a worker id, or
+ * "primary"), and each family keeps one HELP/TYPE pair with every process's samples under it.
+ */
+export function mergeProcessMetrics(list: readonly { worker: string; text: string }[]): string {
+  const families = new Map<string, { meta: string[]; samples: string[] }>();
+  for (const { worker, text } of list) {
+    const label = `worker="${escapeLabel(worker)}"`;
+    let current: { meta: string[]; samples: string[] } | undefined;
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      if (line.startsWith('#')) {
+        const parts = line.split(' ', 3);
+        if (parts[1] !== 'HELP' && parts[1] !== 'TYPE') continue;
+        let f = families.get(parts[2]);
+        if (f === undefined) {
+          f = { meta: [], samples: [] };
+          families.set(parts[2], f);
+        }
+        if (!f.meta.some((m) => m.startsWith(`# ${parts[1]} `))) f.meta.push(line);
+        current = f;
+        continue;
+      }
+      if (current === undefined) continue;
+      const brace = line.indexOf('{');
+      const space = line.indexOf(' ');
+      if (space < 0) continue;
+      current.samples.push(
+        brace >= 0 && brace < space
+          ? `${line.slice(0, brace + 1)}${label}${line[brace + 1] === '}' ? '' : ','}${line.slice(brace + 1)}`
+          : `${line.slice(0, space)}{${label}}${line.slice(space)}`,
+      );
+    }
+  }
+  const out: string[] = [];
+  for (const f of families.values()) {
+    if (f.samples.length === 0) continue;
+    out.push(...f.meta, ...f.samples);
+  }
+  return out.length > 0 ? `${out.join('\n')}\n` : '';
 }

@@ -54,8 +54,11 @@ function labels(pairs: readonly (readonly [string, string])[]): string {
 
 let processRegistry: Registry | undefined;
 
-/** Process metrics from prom-client, prefixed `switchyard_`; created on first scrape. */
-async function processMetrics(): Promise<string> {
+/**
+ * Process metrics from prom-client, prefixed `switchyard_`; created on first scrape. The
+ * multi-process primary shows every process's, labelled by `worker` (stats/merge.ts).
+ */
+export async function processMetrics(): Promise<string> {
   if (!processRegistry) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry, prefix: 'switchyard_' });
