@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
 import { clientReadStats } from '../src/proxy/http1/session.js';
-import { poolYaml, startBackend, startHarness } from './http1-harness.js';
+import { harnessFor, startBackend } from './http1-harness.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -111,19 +111,7 @@ test('many connections: split heads, pipelined and bodied requests reach the bac
     });
     return true;
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes:
-      - match: { protocol: http }
-        pool: p
-pools:
-${poolYaml('p', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'p', be);
   const before = clientReadStats.shared;
   const CONNS = 16;
   const PER_CONN = 30;
@@ -176,19 +164,7 @@ test('uploads to a backend that reads slowly stay byte-exact while other connect
     }, 150);
     return true;
   });
-  const h = await startHarness(`
-listeners:
-  - name: edge
-    bind: ["127.0.0.1:0"]
-    routes:
-      - match: { protocol: http }
-        pool: p
-pools:
-${poolYaml('p', [be.port])}`);
-  t.after(async () => {
-    await h.close();
-    await be.close();
-  });
+  const h = await harnessFor(t, 'p', be);
   let stop = false;
   // Small requests on other connections keep overwriting the shared read buffer.
   const chatter = Array.from({ length: 4 }, async (_, k) => {
