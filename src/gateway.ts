@@ -412,18 +412,15 @@ export class Gateway {
     this.stats.close();
     const named = new Map<ProtocolProxy, string>();
     for (const [cls, p] of this.proxies) if (!named.has(p)) named.set(p, cls);
-    // Just before the proxies cut at the deadline, note what they still hold: the record
-    // then names what was cut, by protocol.
-    let cut: Record<string, number> | undefined;
-    const timer = setTimeout(
-      () => {
-        cut = {};
-        for (const [p, name] of named) if (p.activeConnections > 0) cut[name] = p.activeConnections;
-      },
-      Math.max(0, graceMs - 1),
+    // Each proxy says how many connections it had to cut at the deadline: the record names
+    // what was cut, by protocol.
+    const protocols: Record<string, number> = {};
+    await Promise.all(
+      [...named].map(async ([p, name]) => {
+        const cut = await p.drain(deadline);
+        if (cut > 0) protocols[name] = cut;
+      }),
     );
-    await Promise.all([...named.keys()].map((p) => p.drain(deadline)));
-    clearTimeout(timer);
     // Connections still sniffing, or in a proxy that lost track of them, are cut now.
     let unclassified = 0;
     for (const s of this.sockets) {
@@ -431,7 +428,6 @@ export class Gateway {
       unclassified++;
       s.destroy();
     }
-    const protocols = cut ?? {};
     if (unclassified > 0) protocols.unclassified = unclassified;
     let connections = 0;
     for (const n of Object.values(protocols)) connections += n;

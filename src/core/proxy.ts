@@ -46,9 +46,10 @@ export interface ProtocolProxy {
   /**
    * Graceful stop: stop taking new work on existing connections (GOAWAY, Connection: close,
    * close Thrift connections between calls), let in-flight work finish, resolve when
-   * nothing is left or at `deadline` (epoch ms), cutting what remains then.
+   * nothing is left or at `deadline` (epoch ms), cutting what remains then. Resolves with
+   * the number of connections it had to cut (0 when everything finished in time).
    */
-  drain(deadline: number): Promise<void>;
+  drain(deadline: number): Promise<number>;
   /** Connections this proxy currently holds. */
   readonly activeConnections: number;
 }

@@ -373,7 +373,7 @@ class H2FrameProxy implements ProtocolProxy {
     cs.socket.destroy();
   }
 
-  async drain(deadline: number): Promise<void> {
+  async drain(deadline: number): Promise<number> {
     for (const cs of this.conns) {
       if (cs.dead) continue;
       cs.writeGoaway(cs.lastStreamId, ErrorCode.NO_ERROR); // streams in flight finish
@@ -390,11 +390,13 @@ class H2FrameProxy implements ProtocolProxy {
     }
     this.drainWaiter = undefined;
     // Streams still open now are cut by the grace, not reset by their clients.
-    this.cutting = this.conns.size > 0;
+    const cut = this.conns.size;
+    this.cutting = cut > 0;
     for (const cs of this.conns) cs.socket.destroy();
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.upstream.close(false);
+    return cut;
   }
 }
 

@@ -65,15 +65,17 @@ class Http1Proxy implements ProtocolProxy {
     }
   }
 
-  async drain(deadline: number): Promise<void> {
+  async drain(deadline: number): Promise<number> {
     const core = this.core;
     core.draining = true;
     for (const s of core.sessions) s.drain();
     while (core.sessions.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
-    for (const s of [...core.sessions]) s.cut();
+    const left = [...core.sessions];
+    for (const s of left) s.cut();
     core.stop();
+    return left.length;
   }
 }
 

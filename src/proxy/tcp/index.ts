@@ -29,12 +29,14 @@ class TcpProxy implements ProtocolProxy, TunnelOwner {
    * Tunnels have no unit of work to finish between: let them run until their peers close
    * them or `deadline` passes, then cut what is left (logged).
    */
-  async drain(deadline: number): Promise<void> {
-    if (this.tunnels.size === 0) return;
+  async drain(deadline: number): Promise<number> {
+    if (this.tunnels.size === 0) return 0;
+    let cut = 0;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(
         () => {
           const left = this.tunnels.size;
+          cut = left;
           if (left > 0) {
             this.ctx.logger.warn({ type: 'event', event: 'drain_cut', proxy: 'tcp', tunnels: left });
             for (const t of [...this.tunnels]) t.cut();
@@ -48,6 +50,7 @@ class TcpProxy implements ProtocolProxy, TunnelOwner {
         resolve();
       };
     });
+    return cut;
   }
 }
 

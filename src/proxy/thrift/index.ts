@@ -123,7 +123,7 @@ export class ThriftProxy implements ProtocolProxy {
     if (this.draining && this.sessions.size === 0) this.drained?.();
   }
 
-  drain(deadline: number): Promise<void> {
+  drain(deadline: number): Promise<number> {
     this.draining = true;
     for (const s of this.sessions) s.drain();
     return new Promise((resolve) => {
@@ -131,12 +131,13 @@ export class ThriftProxy implements ProtocolProxy {
       const done = (): void => {
         if (timer !== undefined) clearTimeout(timer);
         this.drained = undefined;
-        this.cutting = this.sessions.size > 0;
+        const cut = this.sessions.size;
+        this.cutting = cut > 0;
         for (const s of [...this.sessions]) s.socket.destroy();
         this.backends.closeAll();
         if (this.sweeper !== undefined) clearInterval(this.sweeper);
         this.sweeper = undefined;
-        resolve();
+        resolve(cut);
       };
       if (this.sessions.size === 0) {
         done();
