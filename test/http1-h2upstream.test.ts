@@ -130,7 +130,7 @@ test('HTTP/1 requests share one upstream h2 connection; a dead server is retried
   assert.equal(gw2.records[0].outcome, 'connect_failure');
 });
 
-test('a refused stream is replayed once, a small request body with it; a second refusal is 502', async (t) => {
+test("a refused stream is replayed within the pool's retry budget, a small request body with it; past it, 502", async (t) => {
   const seen = new Map<string, number>();
   const be = await h2Server(t, (stream, h) => {
     const path = String(h[':path']);
@@ -155,7 +155,7 @@ test('a refused stream is replayed once, a small request body with it; a second 
   assert.equal(a.body, 'ok /once #2');
   const b = await get(gw.port, '/always', { agent });
   assert.equal(b.status, 502);
-  assert.equal(seen.get('/always'), 2, 'replayed once, not more');
+  assert.equal(seen.get('/always'), 3, 'replayed retries.attempts (default 2) times, not more');
   // A body within limits.retry_buffer was kept: replayed too.
   const c = await get(gw.port, '/with-body', { agent, method: 'POST', body: 'payload' });
   assert.equal(c.status, 200);
@@ -170,6 +170,40 @@ test('a refused stream is replayed once, a small request body with it; a second 
     '/with-body:200:ok',
     '/fine:200:ok',
   ]);
+});
+
+test('a refused stream is replayed on another server when the pool has one; retries.attempts 0 turns the replay off', async (t) => {
+  const refusing = new Map<string, number>();
+  const s1 = await h2Server(t, (stream, h) => {
+    const path = String(h[':path']);
+    refusing.set(path, (refusing.get(path) ?? 0) + 1);
+    stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+  });
+  const s2 = await h2Server(t, (stream, h) => {
+    const parts: Buffer[] = [];
+    stream.on('data', (c: Buffer) => parts.push(c));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200 });
+      stream.end(`s2 ${h[':path']} ${Buffer.concat(parts).toString()}`);
+    });
+  });
+  // balance: first — every request goes to s1 unless s1 is avoided.
+  const gw = await startHarness(poolYaml([s1.port, s2.port]));
+  t.after(() => gw.close());
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const r = await get(gw.port, '/moved', { agent, method: 'POST', body: 'the body' });
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 's2 /moved the body', 'replayed on s2 with its body');
+  assert.equal(refusing.get('/moved'), 1, 's1 saw it once');
+  assert.equal(gw.records.at(-1)?.server, 's2');
+
+  const off = await startHarness(poolYaml([s1.port, s2.port], '    retries: { attempts: 0 }\n'));
+  t.after(() => off.close());
+  const o = await get(off.port, '/no-retry', { agent: false as unknown as http.Agent });
+  assert.equal(o.status, 502);
+  assert.equal(refusing.get('/no-retry'), 1, 'not replayed');
+  assert.equal(off.records.at(-1)?.outcome, 'server_reset');
 });
 
 test("streams above a GOAWAY's last-stream-id are replayed on a new connection; those below finish", async (t) => {

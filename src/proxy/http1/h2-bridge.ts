@@ -144,7 +144,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     this.req = req;
     this.headers = h2RequestHeaders(s);
     this.hasBody = s.requestHasBody;
-    this.keep = this.hasBody && !s.wasRetried;
+    this.keep = this.hasBody;
     this.retryBuffer = s.snap!.limits.retryBuffer;
   }
 
@@ -165,18 +165,16 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     const u = c.open(this, this.headers, !this.hasBody);
     if (u === undefined) {
       // Closed or draining since the slot was reserved: nothing was sent.
-      if (!s.wasRetried) this.replay();
-      else this.fail(502, 'server_reset', `server connection went away: ${c.lastError}`);
+      this.refused(`server connection went away: ${c.lastError}`, true);
       return;
     }
     this.up = c;
     this.u = u;
     if (this.replaying) {
       // The body so far goes first; what the client sends next follows via the session
-      // (h2Started). A replay happens once: nothing is kept any more.
+      // (h2Started) and is kept too, for a further replay while the budget lasts.
+      this.replaying = false;
       const kept = this.kept;
-      this.kept = null;
-      this.keep = false;
       if (kept !== null) {
         for (let i = 0; i < kept.length; i++) c.sendData(u, kept[i], false);
       }
@@ -361,8 +359,9 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     this.u = undefined;
     if (this.done) return;
     if (!this.responded) {
-      // Refused streams never reached the application (RFC 9113 §8.7): replay once.
-      if (code === ErrorCode.REFUSED_STREAM) this.refused(`stream closed (code ${code})`);
+      // Refused streams never reached the application (RFC 9113 §8.7): replayed.
+      if (code === ErrorCode.REFUSED_STREAM)
+        this.refused(`stream closed (code ${code})`, this.up?.draining === true);
       else this.fail(502, 'server_reset', `stream closed (code ${code})`);
       return;
     }
@@ -375,7 +374,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     if (this.done) return;
     if (!this.responded) {
       // Above a GOAWAY's last-stream-id: never processed, replayed like REFUSED_STREAM.
-      if (refused) this.refused('stream refused (GOAWAY)');
+      if (refused) this.refused('stream refused (GOAWAY)', true);
       else this.fail(502, 'server_reset', `connection lost before response: ${this.up!.lastError}`);
       return;
     }
@@ -415,21 +414,24 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     s.endExchange('ok');
   }
 
-  /** The server refused the stream unprocessed: replay it once with the kept body, else 502. */
-  private refused(detail: string): void {
-    if (this.s.wasRetried) this.fail(502, 'server_reset', detail);
-    else if (this.tooLarge) this.fail(502, 'error', 'request body too large to replay on another server');
-    else this.replay();
+  /**
+   * The server refused the stream unprocessed (`goaway`: above a GOAWAY's last-stream-id or
+   * on a draining connection): replay it with the kept body while the pool's retry budget
+   * allows (session.h2Repick), else 502.
+   */
+  private refused(detail: string, goaway: boolean): void {
+    if (this.tooLarge) this.fail(502, 'error', 'request body too large to replay on another server');
+    else if (this.s.h2Repick(goaway)) this.replay();
+    else this.fail(502, 'server_reset', detail);
   }
 
   /**
-   * Sends the request again on a fresh stream to the same server (once): the head, then the
-   * kept body (onConn). The session waits as for a first stream meanwhile: the client is
-   * paused and what it still sends is held until h2Started.
+   * Sends the request again on a fresh stream to the server the session picked anew: the
+   * head, then the kept body (onConn). The session waits as for a first stream meanwhile:
+   * the client is paused and what it still sends is held until h2Started.
    */
   private replay(): void {
     const s = this.s;
-    s.markRetried();
     s.h2Replaying();
     this.up = undefined;
     this.u = undefined;

@@ -1460,12 +1460,38 @@ export class Session implements H1UpstreamHandler {
     return { method: req.method, path: req.target, authority: this.host ?? this.pick!.member.address };
   }
 
-  get wasRetried(): boolean {
-    return this.retried;
-  }
-
-  markRetried(): void {
-    this.retried = true;
+  /**
+   * The bridge wants to replay a refused stream: allowed by the pool's retry budget as on
+   * the HTTP/2 proxy (a stream above a GOAWAY's last-stream-id at least once, even with
+   * `retries.attempts: 0`; REFUSED_STREAM when `retries.on` has `refused-stream`). The
+   * server is given back as for a reset and the replay goes to another server when the pool
+   * has one, else to the same one on a fresh connection. False: no replay (over budget, or no
+   * server usable now); the bridge answers 502.
+   */
+  h2Repick(goaway: boolean): boolean {
+    const r = this.poolCfg!.retries;
+    const allowed = goaway
+      ? this.attempts < Math.max(1, r.attempts)
+      : this.attempts < r.attempts && r.on.includes('refused-stream');
+    const p = this.pick;
+    if (!allowed || p === null) return false;
+    this.pick = null;
+    this.server = p.member.name;
+    p.release({ ok: false, failure: 'reset', bytesIn: 0, bytesOut: 0 });
+    this.attempts++;
+    if (this.avoid === undefined) this.avoid = [];
+    this.avoid.push(p.member);
+    const pool = this.route!.pool!;
+    let next = pool.pick(this.pickRequest());
+    if (!next.ok) {
+      const avoid = this.avoid;
+      this.avoid = undefined;
+      next = pool.pick(this.pickRequest());
+      this.avoid = avoid;
+    }
+    if (!next.ok) return false;
+    this.pick = next;
+    return true;
   }
 
   get requestHasBody(): boolean {
