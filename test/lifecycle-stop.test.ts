@@ -324,3 +324,34 @@ test('when the grace runs out, work still running on every protocol is cut and t
   assert.deepEqual(cut.protocols, { h2: 1, http1: 1, thrift: 1, tcp: 1 });
   assert.equal(cut.connections, 4);
 });
+
+test('when the grace runs out with only an HTTP/1 request in flight, the drain_cut record names just that connection', {
+  timeout: 30_000,
+}, async (t) => {
+  const set = await startBackendSet(0);
+  t.after(() => closeBackendSet(set));
+  const gw = await startGateway(lifecycleYaml([set], { grace: '300ms' }));
+  let stopped: Promise<void> | undefined;
+  t.after(async () => {
+    await (stopped ?? gw.stop());
+  });
+  const slow = new Promise<string>((resolve) => {
+    http
+      .get({ host: '127.0.0.1', port: gw.port(), path: '/slow?ms=8000', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve('ended'));
+        res.on('error', () => resolve('error'));
+      })
+      .on('error', (e) => resolve(`error ${e.message}`));
+  });
+  assert.ok(await until(() => set.http.requests >= 1, 5000));
+  stopped = gw.stop();
+  await stopped;
+  assert.match(await slow, /error/, 'the HTTP/1 request was cut');
+  const cut = gw.records.find((r) => r.event === 'drain_cut' && r.protocols !== undefined);
+  assert.ok(cut, 'a drain_cut event');
+  // The session's client socket is a re-wrap of the accepted one: both count as one
+  // connection, cut by the HTTP/1 proxy, not as a connection still being sniffed.
+  assert.deepEqual(cut.protocols, { http1: 1 });
+  assert.equal(cut.connections, 1);
+});

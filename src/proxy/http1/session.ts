@@ -1384,6 +1384,9 @@ export class Session implements H1UpstreamHandler {
     if (this.sstate !== S_NONE) this.abort('cut', 'gateway stopping', undefined);
     this.rstate = R_CLOSED;
     this.socket.destroy();
+    // After a re-wrap the accepted socket closes with ours only a tick later; the gateway
+    // counts what is still open right after the drain as unclassified: close it now.
+    this.conn.socket.destroy();
   }
 
   // ---- used by the HTTP/2 bridge --------------------------------------------------------
