@@ -13,7 +13,8 @@
 // session resumes reading the client when it went out (onSent).
 //
 // Replay: a stream the server refused before processing it (REFUSED_STREAM, or above a
-// GOAWAY's last-stream-id) is sent again once, headers and the request body so far, while
+// GOAWAY's last-stream-id) is sent again, headers and the request body so far, within the
+// pool's retry budget and on another server when there is one (session.h2Repick), while
 // that body is ≤ limits.retry_buffer and no response has started (as the HTTP/2 proxy does).
 // The body is kept as references to the chunks the session hands over: the session never
 // hands over a view of its shared client read buffer (it copies body bytes out of it first,
