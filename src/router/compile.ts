@@ -41,11 +41,29 @@ function headerTest(name: string, test: StringTest): Predicate {
 
 export function compileHeaderRules(r: HeaderRulesConfig | undefined): CompiledHeaderRules | undefined {
   if (!r) return undefined;
+  const set = r.set.map(([n, v]): [string, string] => [n.toLowerCase(), v]);
+  const add = r.add.map(([n, v]): [string, string] => [n.toLowerCase(), v]);
+  const drop = new Set<string>(r.remove.map((n) => n.toLowerCase()));
+  for (const [n] of set) drop.add(n);
+  const replace = new Map<string, { re: RegExp; with: string }[]>();
+  for (const x of r.replace) {
+    const name = x.name.toLowerCase();
+    let list = replace.get(name);
+    if (list === undefined) {
+      list = [];
+      replace.set(name, list);
+    }
+    list.push({ re: new RegExp(x.pattern, 'g'), with: x.with });
+  }
+  let appendH1 = '';
+  for (const [n, v] of [...set, ...add]) appendH1 += `${n}: ${v}\r\n`;
   return {
-    set: r.set,
-    add: r.add,
-    remove: r.remove,
-    replace: r.replace.map((x) => ({ name: x.name, re: new RegExp(x.pattern, 'g'), with: x.with })),
+    drop,
+    replace,
+    set,
+    add,
+    appendH1,
+    empty: drop.size === 0 && replace.size === 0 && set.length === 0 && add.length === 0,
   };
 }
 

@@ -2,12 +2,22 @@ import type { PoolLike } from '../balancer/types.js';
 import type { PoolConfig } from '../config/runtime.js';
 import type { RouteKey } from '../core/types.js';
 
-/** Header rewrite rules compiled at config load (regexes built once). */
+/**
+ * Header rewrite rules compiled at config load into the shape every proxy applies them in:
+ * `remove`, then `replace`, then `set`, then `add` (docs/http1.md, Headers). Names are
+ * lower-case; regexes are built once.
+ */
 export interface CompiledHeaderRules {
-  set: readonly [string, string][]; // lower-case names
-  add: readonly [string, string][];
-  remove: readonly string[];
-  replace: readonly { name: string; re: RegExp; with: string }[];
+  /** Names whose incoming fields are dropped (`remove` and `set`). */
+  readonly drop: ReadonlySet<string>;
+  /** Regex replacements by name. */
+  readonly replace: ReadonlyMap<string, readonly { re: RegExp; with: string }[]>;
+  readonly set: readonly [string, string][];
+  readonly add: readonly [string, string][];
+  /** `set` then `add` lines, serialised as HTTP/1 ("name: value\r\n..."). */
+  readonly appendH1: string;
+  /** Nothing to do. */
+  readonly empty: boolean;
 }
 
 export interface CompiledRoute {

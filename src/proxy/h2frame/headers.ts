@@ -2,6 +2,7 @@
 // connection-specific fields must not appear in HTTP/2), route header rules, hash keys.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { CompiledHeaderRules } from '../../router/types.js';
+import { applyRules, type HeaderObject } from '../http-common/headers.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -42,7 +43,7 @@ export function upstreamRequestHeaders(
   }
   const xff = h['x-forwarded-for'];
   out['x-forwarded-for'] = xff === undefined ? clientIp : `${xff}, ${clientIp}`;
-  if (rules !== undefined) applyRules(out, rules);
+  if (rules !== undefined) applyRules(out as HeaderObject, rules);
   return out;
 }
 
@@ -56,42 +57,12 @@ export function clientResponseHeaders(
     if (RESPONSE_SKIP.has(name)) continue;
     out[name] = h[name];
   }
-  if (rules !== undefined) applyRules(out, rules);
+  if (rules !== undefined) applyRules(out as HeaderObject, rules);
   return out;
-}
-
-export function applyRules(out: OutgoingHttpHeaders, r: CompiledHeaderRules): void {
-  for (const name of r.remove) delete out[name];
-  for (const [name, value] of r.set) out[name] = value;
-  for (const [name, value] of r.add) {
-    const cur = out[name];
-    if (cur === undefined) out[name] = value;
-    else if (Array.isArray(cur)) out[name] = [...cur, value];
-    else out[name] = [String(cur), value];
-  }
-  for (const { name, re, with: w } of r.replace) {
-    const cur = out[name];
-    if (typeof cur === 'string') out[name] = cur.replace(re, w);
-  }
 }
 
 /** Value of one header as a single string (first of a list), for hashing and routing. */
 export function headerString(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-/** Value of cookie NAME from a Cookie header (node joins several with "; "). */
-export function cookieValue(cookie: string | undefined, name: string): string | undefined {
-  if (cookie === undefined) return undefined;
-  let i = 0;
-  while (i < cookie.length) {
-    let end = cookie.indexOf(';', i);
-    if (end < 0) end = cookie.length;
-    while (cookie.charCodeAt(i) === 32) i++;
-    const eq = cookie.indexOf('=', i);
-    if (eq > 0 && eq < end && cookie.slice(i, eq) === name) return cookie.slice(eq + 1, end).trim();
-    i = end + 1;
-  }
-  return undefined;
 }

@@ -38,14 +38,8 @@ import {
   sharedFramePool,
   type UpConn,
 } from '../../upstream/h2frame-pool.js';
-import {
-  applyRules,
-  clientResponseHeaders,
-  cookieValue,
-  headerString,
-  RESPONSE_SKIP,
-  upstreamRequestHeaders,
-} from './headers.js';
+import { applyRules, cookieValue } from '../http-common/headers.js';
+import { clientResponseHeaders, headerString, RESPONSE_SKIP, upstreamRequestHeaders } from './headers.js';
 import { connectProblem, parseContentLength, requestProblem, trailersProblem } from './validate.js';
 
 // Windows we advertise to clients: large enough for 4 MiB messages to stream without a
@@ -607,10 +601,8 @@ class Exchange implements FrameStreamUser, FrameWaiter {
       case 'header':
       case 'grpc-metadata':
         return headerString(ih, hash.name);
-      case 'cookie': {
-        const ck = ih.cookie;
-        return cookieValue(Array.isArray(ck) ? ck.join('; ') : ck, hash.name);
-      }
+      case 'cookie':
+        return cookieValue(ih.cookie, hash.name);
       default:
         return undefined;
     }

@@ -1,6 +1,6 @@
-// Header handling shared by the HTTP/1 and HTTP/2 proxies: route header rules, hop-by-hop
-// removal, forwarded headers and the persistence cookie. Everything that can be prepared is
-// prepared once per rules object (WeakMap), so the per-request path does lookups only.
+// Header handling shared by the HTTP/1 and HTTP/2 proxies: route header rules (compiled at
+// config load, router/compile.ts), hop-by-hop names, forwarded headers and the persistence
+// cookie.
 import type { CompiledHeaderRules } from '../../router/types.js';
 
 /**
@@ -17,113 +17,37 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'trailer',
 ]);
 
-/** Rules in the shape the hot path wants; built once per CompiledHeaderRules. */
-export interface PreparedRules {
-  /** Names whose incoming lines are dropped (`remove` and `set`). */
-  readonly drop: ReadonlySet<string>;
-  /** Regex replacements by lower-case name. */
-  readonly replace: ReadonlyMap<string, readonly { re: RegExp; with: string }[]>;
-  /** `set` then `add` lines, serialised as HTTP/1 ("Name: value\r\n..."). */
-  readonly appendH1: string;
-  /** `set` then `add` pairs (lower-case names) for HTTP/2 and node-style objects. */
-  readonly append: readonly [string, string][];
-  readonly set: readonly [string, string][];
-  readonly add: readonly [string, string][];
-  /** True when nothing to do. */
-  readonly empty: boolean;
-}
-
-const prepared = new WeakMap<CompiledHeaderRules, PreparedRules>();
-
-export function prepareRules(rules: CompiledHeaderRules): PreparedRules {
-  let p = prepared.get(rules);
-  if (p !== undefined) return p;
-  const drop = new Set<string>();
-  for (const n of rules.remove) drop.add(n.toLowerCase());
-  for (const [n] of rules.set) drop.add(n.toLowerCase());
-  const replace = new Map<string, { re: RegExp; with: string }[]>();
-  for (const r of rules.replace) {
-    const name = r.name.toLowerCase();
-    let list = replace.get(name);
-    if (list === undefined) {
-      list = [];
-      replace.set(name, list);
-    }
-    list.push({ re: r.re, with: r.with });
-  }
-  const append: [string, string][] = [];
-  let appendH1 = '';
-  const set = rules.set.map(([n, v]): [string, string] => [n.toLowerCase(), v]);
-  const add = rules.add.map(([n, v]): [string, string] => [n.toLowerCase(), v]);
-  for (const [n, v] of [...set, ...add]) {
-    append.push([n, v]);
-    appendH1 += `${n}: ${v}\r\n`;
-  }
-  p = {
-    drop,
-    replace,
-    appendH1,
-    append,
-    set,
-    add,
-    empty: drop.size === 0 && replace.size === 0 && append.length === 0,
-  };
-  prepared.set(rules, p);
-  return p;
-}
-
 /** Applies the `replace` rules of `p` for header `lower` to `value`. */
-export function replaceValue(p: PreparedRules, lower: string, value: string): string {
+export function replaceValue(p: CompiledHeaderRules, lower: string, value: string): string {
   const list = p.replace.get(lower);
   if (list === undefined) return value;
   for (const r of list) value = value.replace(r.re, r.with);
   return value;
 }
 
-export type HeaderObject = Record<string, string | string[] | undefined>;
+/** A node-style header object (lower-case names), as the HTTP/2 proxy and bridges build. */
+export type HeaderObject = Record<string, string | string[] | number | undefined>;
 
 /**
- * Applies rules to a node-style header object (lower-case names) in place: remove, replace,
- * set (replaces), add (appends to any value already there). For the HTTP/2 proxy and bridges.
+ * Applies route rules to a header object in place, in the order the HTTP/1 path applies
+ * them to head lines: remove, replace (each string value of that name), set (replaces), add
+ * (appends to any value already there).
  */
-export function applyRules(h: HeaderObject, rules: CompiledHeaderRules | undefined): void {
-  if (rules === undefined) return;
-  const p = prepareRules(rules);
+export function applyRules(h: HeaderObject, p: CompiledHeaderRules): void {
   if (p.empty) return;
   for (const name of p.drop) delete h[name];
-  for (const [name, list] of p.replace) {
+  for (const name of p.replace.keys()) {
     const v = h[name];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) {
-      h[name] = v.map((x) => {
-        for (const r of list) x = x.replace(r.re, r.with);
-        return x;
-      });
-    } else {
-      let x = v;
-      for (const r of list) x = x.replace(r.re, r.with);
-      h[name] = x;
-    }
+    if (typeof v === 'string') h[name] = replaceValue(p, name, v);
+    else if (Array.isArray(v)) h[name] = v.map((x) => replaceValue(p, name, x));
   }
   for (const [n, v] of p.set) h[n] = v;
   for (const [n, v] of p.add) {
     const cur = h[n];
     if (cur === undefined) h[n] = v;
     else if (Array.isArray(cur)) h[n] = [...cur, v];
-    else h[n] = [cur, v];
+    else h[n] = [String(cur), v];
   }
-}
-
-/** Removes hop-by-hop headers and those the `connection` header lists, in place. */
-export function stripHopByHop(h: HeaderObject): void {
-  const conn = h.connection;
-  if (conn !== undefined) {
-    for (const part of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
-      const t = part.trim().toLowerCase();
-      if (t !== '') delete h[t];
-    }
-  }
-  for (const n of HOP_BY_HOP) delete h[n];
 }
 
 /** `X-Forwarded-For` value with `ip` appended to what the client sent. */

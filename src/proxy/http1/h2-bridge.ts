@@ -35,7 +35,6 @@ import {
   appendXff,
   forwardedElement,
   HOP_BY_HOP,
-  prepareRules,
   replaceValue,
 } from '../http-common/headers.js';
 import type { Session } from './session.js';
@@ -53,7 +52,7 @@ function h2RequestHeaders(s: Session): Fields {
     ':scheme': proto,
     ':authority': t.authority,
   };
-  const rules = s.route?.requestHeaders !== undefined ? prepareRules(s.route.requestHeaders) : undefined;
+  const rules = s.route?.requestHeaders;
   let xff: string | undefined;
   let fwd: string | undefined;
   const { lower, values, connTokens } = req;

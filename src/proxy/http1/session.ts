@@ -32,17 +32,15 @@ import type { PoolConfig } from '../../config/runtime.js';
 import type { ClientConn, ListenerSnapshot } from '../../core/proxy.js';
 import { rewrap, rewrappable } from '../../core/rewrap.js';
 import type { Outcome, RouteKey } from '../../core/types.js';
-import type { CompiledRoute } from '../../router/types.js';
+import type { CompiledHeaderRules, CompiledRoute } from '../../router/types.js';
 import type { H1Conn, H1ServerPool, H1UpstreamHandler } from '../../upstream/h1-pool.js';
 import {
   appendForwarded,
   appendXff,
   cookieValue,
   forwardedElement,
-  type PreparedRules,
   persistedServer,
   persistSetCookie,
-  prepareRules,
   replaceValue,
 } from '../http-common/headers.js';
 import { type H2Bridge, startH2Exchange } from './h2-bridge.js';
@@ -189,7 +187,7 @@ export class Session implements H1UpstreamHandler {
   private host: string | undefined;
   private path = '';
   private persistCookie: string | undefined;
-  private resRules: PreparedRules | undefined;
+  private resRules: CompiledHeaderRules | undefined;
 
   constructor(
     readonly core: Http1ProxyCore,
@@ -495,7 +493,7 @@ export class Session implements H1UpstreamHandler {
       return;
     }
     this.poolCfg = route.poolConfig;
-    if (route.responseHeaders !== undefined) this.resRules = prepareRules(route.responseHeaders);
+    this.resRules = route.responseHeaders;
     if (req.upgrade !== undefined && this.poolCfg?.protocol === 'h2') {
       this.errorReply(501, 'bad_request', 'upgrade to an h2 pool', true);
       return;
@@ -628,8 +626,7 @@ export class Session implements H1UpstreamHandler {
     ) {
       return null;
     }
-    const rules =
-      this.route?.requestHeaders !== undefined ? prepareRules(this.route.requestHeaders) : undefined;
+    const rules = this.route?.requestHeaders;
     if (rules !== undefined && (rules.drop.size > 0 || rules.replace.size > 0)) return null;
     const o = req.offs;
     const end = req.head.length;
@@ -677,8 +674,7 @@ export class Session implements H1UpstreamHandler {
   /** The request head for an HTTP/1.1 upstream. */
   private requestHead(): string {
     const req = this.req!;
-    const rules =
-      this.route?.requestHeaders !== undefined ? prepareRules(this.route.requestHeaders) : undefined;
+    const rules = this.route?.requestHeaders;
     const { names, lower, values, connTokens } = req;
     let h = `${req.method} ${req.target} HTTP/1.1\r\n`;
     let xff: string | undefined;
