@@ -109,41 +109,25 @@ export function applySteer(view: () => GatewayView, req: SteerRequest, log: Logg
   try {
     const { pool, member } = lookup(view, req.pool, req.server);
     const { pool: poolName, server: serverName, client } = req;
-    if (req.what === 'state') {
-      const from = member.admin;
-      if (!pool.setAdmin(serverName, req.value as AdminState))
-        throw new HttpError(404, `no server named "${serverName}"`);
-      log.info(
-        {
-          type: 'event',
-          event: 'admin',
-          action: 'set_state',
-          pool: poolName,
-          server: serverName,
-          from,
-          to: req.value,
-          client,
-        },
-        'admin state changed',
-      );
-    } else {
-      const from = member.weight;
-      if (!pool.setWeight(serverName, req.value as number))
-        throw new HttpError(404, `no server named "${serverName}"`);
-      log.info(
-        {
-          type: 'event',
-          event: 'admin',
-          action: 'set_weight',
-          pool: poolName,
-          server: serverName,
-          from,
-          to: req.value,
-          client,
-        },
-        'weight changed',
-      );
-    }
+    const isState = req.what === 'state';
+    const from = isState ? member.admin : member.weight;
+    const applied = isState
+      ? pool.setAdmin(serverName, req.value as AdminState)
+      : pool.setWeight(serverName, req.value as number);
+    if (!applied) throw new HttpError(404, `no server named "${serverName}"`);
+    log.info(
+      {
+        type: 'event',
+        event: 'admin',
+        action: isState ? 'set_state' : 'set_weight',
+        pool: poolName,
+        server: serverName,
+        from,
+        to: req.value,
+        client,
+      },
+      isState ? 'admin state changed' : 'weight changed',
+    );
     return {
       status: 200,
       body: {
