@@ -16,3 +16,8 @@ export function formatDuration(ms: number): string {
   if (ms % 1000 === 0 && ms > 0) return `${ms / 1000}s`;
   return `${ms}ms`;
 }
+
+/** Milliseconds since `t0` (a `performance.now()` reading), to the microsecond: log/record `duration_ms`. */
+export function msSince(t0: number): number {
+  return Math.round((performance.now() - t0) * 1000) / 1000;
+}

@@ -12,12 +12,13 @@ import {
   startAdmin,
 } from '../admin/server.js';
 import type { GatewayConfig } from '../config/runtime.js';
+import { msSince } from '../core/duration.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import { CentralHealth } from '../health/remote.js';
 import { mergeProcessMetrics, mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
 import type { StatsJson } from '../stats/render/json.js';
 import { processMetrics } from '../stats/render/prometheus.js';
-import { loadForReload, type ReloadResult, type ReloadTrigger } from './reload.js';
+import { loadForReload, type ReloadResult, type ReloadTrigger, reloadFailed } from './reload.js';
 import { type FromWorker, isFromWorker, type ToWorker } from './worker.js';
 
 /** Replacements allowed within RESTART_WINDOW_MS; beyond that a dead worker stays dead. */
@@ -216,10 +217,7 @@ export async function runPrimary(
       if (err !== undefined) errors.push(`worker ${r.worker}: ${err}`);
       else if (!res.ok) for (const e of res.errors) if (!errors.includes(e)) errors.push(e);
     }
-    if (errors.length > 0) {
-      logger.error({ type: 'event', event: 'reload', ok: false, by, file, errors }, 'reload failed');
-      return { ok: false, errors };
-    }
+    if (errors.length > 0) return reloadFailed(logger, by, file, errors);
     cfg = loaded.config;
     // The checks follow the new pools as one process's do (servers that stay keep their
     // state and streaks); the full state then settles any verdict that crossed the reload.
@@ -234,7 +232,7 @@ export async function runPrimary(
         by,
         file,
         workers: replies.length,
-        duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+        duration_ms: msSince(t0),
       },
       'config reloaded in every worker',
     );

@@ -1,5 +1,6 @@
 import { loadConfigFile } from '../config/load.js';
 import type { GatewayConfig } from '../config/runtime.js';
+import { msSince } from '../core/duration.js';
 import { type Logger, logEvent } from '../core/logger.js';
 import type { Gateway } from '../gateway.js';
 
@@ -24,6 +25,17 @@ export function loadForReload(
   return loaded;
 }
 
+/** A valid file that could not be applied (a bind failed, a worker refused it): logged, rejected. */
+export function reloadFailed(
+  logger: Logger,
+  by: ReloadTrigger,
+  file: string,
+  errors: string[],
+): ReloadResult {
+  logger.error({ type: 'event', event: 'reload', ok: false, by, file, errors }, 'reload failed');
+  return { ok: false, errors };
+}
+
 /**
  * Re-reads the config file, validates it and swaps it in. An invalid file, or a bind that
  * fails, leaves the running config untouched; either way the log says what happened.
@@ -41,9 +53,7 @@ export async function reloadFromFile(
   try {
     await gw.apply(loaded.config);
   } catch (e) {
-    const errors = [`${file}:1:1: ${(e as Error).message}`];
-    logger.error({ type: 'event', event: 'reload', ok: false, by, file, errors }, 'reload failed');
-    return { ok: false, errors };
+    return reloadFailed(logger, by, file, [`${file}:1:1: ${(e as Error).message}`]);
   }
   // The admin listener, its auth and the log level are set up once, at start.
   const fixed: string[] = [];
@@ -57,7 +67,7 @@ export async function reloadFromFile(
       ok: true,
       by,
       file,
-      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      duration_ms: msSince(started),
       restart_needed: fixed.length > 0 ? fixed : undefined,
     },
     fixed.length > 0 ? `config reloaded; ${fixed.join(', ')} change at restart only` : 'config reloaded',

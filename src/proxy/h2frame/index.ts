@@ -21,6 +21,7 @@ import {
 import { ErrorCode, PREFACE } from '../../codec/http2/constants.js';
 import type { HeaderObjectLike, HpackDecoder } from '../../codec/http2/hpack.js';
 import type { PoolConfig } from '../../config/runtime.js';
+import { msSince } from '../../core/duration.js';
 import type { ClientConn, GatewayContext, ListenerSnapshot, ProtocolProxy } from '../../core/proxy.js';
 import type { Outcome, RouteKey } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
@@ -1146,7 +1147,7 @@ class Exchange implements FrameStreamUser, FrameWaiter {
       grpc_status: this.grpcStatus < 0 ? undefined : this.grpcStatus,
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
-      duration_ms: Math.round((performance.now() - this.start) * 1000) / 1000,
+      duration_ms: msSince(this.start),
       outcome: this.outcome,
       detail: this.detail,
       retries: this.retries === 0 ? undefined : this.retries,

@@ -29,6 +29,7 @@ import {
   responseBodyKind,
 } from '../../codec/http1/parser.js';
 import type { PoolConfig } from '../../config/runtime.js';
+import { msSince } from '../../core/duration.js';
 import type { ClientConn, ListenerSnapshot } from '../../core/proxy.js';
 import { rewrap, rewrappable } from '../../core/rewrap.js';
 import type { Outcome, RouteKey } from '../../core/types.js';
@@ -1278,7 +1279,7 @@ export class Session implements H1UpstreamHandler {
       status: this.status,
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
-      duration_ms: Math.round((performance.now() - this.t0) * 1000) / 1000,
+      duration_ms: msSince(this.t0),
       outcome,
       detail,
     });

@@ -18,6 +18,7 @@
 // docs/sniffing.md (TCP proxy) has the measurements behind these choices.
 import type net from 'node:net';
 import type { Pick } from '../../balancer/types.js';
+import { msSince } from '../../core/duration.js';
 import type { ClientConn, GatewayContext } from '../../core/proxy.js';
 import { rewrap, rewrappable } from '../../core/rewrap.js';
 import type { Outcome, WorkProtocol } from '../../core/types.js';
@@ -418,7 +419,7 @@ export class Tunnel {
       // After a re-wrap the handle's read count covers both sockets; writes are per socket.
       bytes_in: c.bytesRead,
       bytes_out: c.bytesWritten + (this.accepted?.bytesWritten ?? 0),
-      duration_ms: Math.round((performance.now() - this.t0) * 1000) / 1000,
+      duration_ms: msSince(this.t0),
       outcome,
       detail: this.detail,
       retries: this.retries > 0 ? this.retries : undefined,

@@ -8,6 +8,7 @@ import { nameOf, rewriteSeqid } from '../../codec/thrift/message.js';
 import type { ThriftMessage } from '../../codec/thrift/reader.js';
 import { transcode } from '../../codec/thrift/transcode.js';
 import type { PoolConfig } from '../../config/runtime.js';
+import { msSince } from '../../core/duration.js';
 import type { Outcome } from '../../core/types.js';
 import type { CompiledRoute } from '../../router/types.js';
 import type {
@@ -336,7 +337,7 @@ export class Call implements BackendCall, BackendWaiter, Timed {
       seqid: this.seqid,
       bytes_in: this.msg.size,
       bytes_out: this.replyBytes,
-      duration_ms: Math.round((performance.now() - this.start) * 1000) / 1000,
+      duration_ms: msSince(this.start),
       outcome: this.outcome,
       detail: this.detail,
       retries: this.retries === 0 ? undefined : this.retries,
