@@ -37,9 +37,9 @@ export function rewrappable(s: net.Socket): boolean {
 
 /**
  * Moves `old`'s handle (check `rewrappable` first) into a new socket reading with
- * `onread`. `old` is left open without a handle: whoever tracks it (the gateway's maxconn
- * and drain bookkeeping) must see it closed when the new one closes — the caller links
- * the two. No listener moves: the caller removes its own from `old` first.
+ * `onread`. `old` is left open without a handle for whoever tracks it (the gateway's
+ * maxconn and drain bookkeeping); the two are linked to close together (each 'close'
+ * destroys the other). No listener moves: the caller removes its own from `old` first.
  */
 export function rewrap(
   old: net.Socket,
@@ -53,10 +53,13 @@ export function rewrap(
     h.readStop();
   }
   (old as unknown as Internals)._handle = null;
-  return new net.Socket({
+  const s = new net.Socket({
     handle: h,
     allowHalfOpen,
     pauseOnCreate: paused,
     onread,
   } as net.SocketConstructorOpts);
+  s.once('close', () => old.destroy());
+  old.once('close', () => s.destroy());
+  return s;
 }

@@ -204,9 +204,6 @@ export class Session implements H1UpstreamHandler {
         true,
         accepted.allowHalfOpen,
       );
-      // The gateway tracks the accepted socket (maxconn, drain): each closes the other.
-      socket.once('close', () => accepted.destroy());
-      accepted.once('close', () => socket.destroy());
     } else {
       clientReadStats.fallback++;
       socket.on('data', (c: Buffer) => this.onData(c));

@@ -61,8 +61,8 @@ export class Tunnel {
   /** The socket the client's bytes flow through: the accepted one, or ours after a re-wrap. */
   client: TunnelSocket;
   /**
-   * After a re-wrap: the accepted socket, handle-less, kept open so that whoever tracks it
-   * (the gateway's maxconn and drain bookkeeping) sees it close when the tunnel's does.
+   * After a re-wrap: the accepted socket, handle-less (rewrap links the two sockets'
+   * closes), for the bytes it wrote before the re-wrap.
    */
   private accepted: TunnelSocket | null = null;
   /** A re-wrap is scheduled or done (or was found impossible): never try twice. */
@@ -266,7 +266,6 @@ export class Tunnel {
     rewrapStats.rewrapped++;
     this.client = c;
     this.accepted = old;
-    old.on('close', onAcceptedClose);
   }
 
   /** Client bytes → backend, on the re-wrapped socket. Mirrors `upRead`. */
@@ -296,11 +295,6 @@ export class Tunnel {
     }
     if (this.cOwn === null) this.cOwn = Buffer.allocUnsafe(BULK_BUF);
     return this.cOwn;
-  }
-
-  /** The accepted socket was destroyed by someone else (e.g. a stop): end the tunnel too. */
-  acceptedClosed(): void {
-    if (!this.client.destroyed) this.client.destroy();
   }
 
   clientEnd(): void {
@@ -357,8 +351,6 @@ export class Tunnel {
 
   clientClose(): void {
     this.clientClosed = true;
-    // Lets the gateway's bookkeeping for the accepted socket see the close.
-    this.accepted?.destroy();
     const up = this.upstream;
     if (up === null) {
       // Refused, or gone while connecting (the connect result is cleaned up when it comes).
@@ -446,9 +438,6 @@ function onClientClose(this: TunnelSocket): void {
 }
 function onClientTimeout(this: TunnelSocket): void {
   this[TUNNEL]?.timeout();
-}
-function onAcceptedClose(this: TunnelSocket): void {
-  this[TUNNEL]?.acceptedClosed();
 }
 function rewrapNT(t: Tunnel): void {
   t.rewrap();
