@@ -2,7 +2,7 @@
 // each sniffed connection to its protocol proxy, and swaps configs on reload.
 import net from 'node:net';
 import type { MemberOwner, PoolMember } from './balancer/member.js';
-import { Pool } from './balancer/pool.js';
+import { type Pool, poolsFor } from './balancer/pool.js';
 import type { GatewayConfig, ListenerConfig, PoolConfig } from './config/runtime.js';
 import { formatHostPort, unmapIPv4 } from './core/address.js';
 import { type Logger, logEvent } from './core/logger.js';
@@ -153,10 +153,8 @@ export class Gateway {
       }
     }
     const pools = new Map<string, LivePool>();
-    for (const [name, cfg] of next.pools) {
-      const old = this.pools.get(name);
-      const previous = old && old.config.protocol === cfg.protocol ? old.pool : undefined;
-      pools.set(name, { pool: new Pool(cfg, previous), config: cfg });
+    for (const [name, pool] of poolsFor(next.pools, (n) => this.pools.get(n)?.pool)) {
+      pools.set(name, { pool, config: pool.config });
     }
     const poolView = new Map<string, { pool: Pool; config: PoolConfig }>();
     for (const [name, p] of pools) poolView.set(name, { pool: p.pool, config: p.config });

@@ -267,3 +267,20 @@ export class Pool implements PoolLike {
     }
   }
 }
+
+/**
+ * The pools of a (re)loaded config. A pool that keeps its name and protocol is built over its
+ * predecessor (servers that stay keep their health, streaks and counters); the gateway and
+ * the multi-process primary's health checks both follow reloads this way.
+ */
+export function poolsFor(
+  configs: ReadonlyMap<string, PoolConfig>,
+  previous: (name: string) => Pool | undefined,
+): Map<string, Pool> {
+  const out = new Map<string, Pool>();
+  for (const [name, cfg] of configs) {
+    const old = previous(name);
+    out.set(name, new Pool(cfg, old !== undefined && old.config.protocol === cfg.protocol ? old : undefined));
+  }
+  return out;
+}

@@ -4,7 +4,7 @@
 // to its own pools (RemoteHealth). Passive health (outlier ejection) stays per worker: it
 // counts that worker's requests. Neither is used with `workers: 1`.
 import type { Logger } from 'pino';
-import { Pool } from '../balancer/pool.js';
+import { type Pool, poolsFor } from '../balancer/pool.js';
 import type { CheckResult, Member } from '../balancer/types.js';
 import type { GatewayConfig } from '../config/runtime.js';
 import type { HealthState } from '../core/types.js';
@@ -102,13 +102,8 @@ export class CentralHealth {
   }
 
   apply(cfg: GatewayConfig): void {
-    const pools = new Map<string, Pool>();
-    for (const [name, pc] of cfg.pools) {
-      const old = this.pools.get(name);
-      pools.set(name, new Pool(pc, old && old.config.protocol === pc.protocol ? old : undefined));
-    }
-    this.pools = pools;
-    this.manager.update(pools.values());
+    this.pools = poolsFor(cfg.pools, (n) => this.pools.get(n));
+    this.manager.update(this.pools.values());
   }
 
   /** Every server's current verdict (what a starting worker, or one after a reload, takes over). */
