@@ -45,6 +45,8 @@ function yaml(
   servers: { name: string; port: number }[],
   grace = '3s',
   health = TCP_HEALTH,
+  /** A second bind of the listener. */
+  extra?: number,
 ): string {
   return `global:
   workers: 2
@@ -52,7 +54,7 @@ function yaml(
   log: { level: info }
 listeners:
   - name: edge
-    bind: ["127.0.0.1:${port}"]
+    bind: ["127.0.0.1:${port}"${extra === undefined ? '' : `, "127.0.0.1:${extra}"`}]
     routes: [{ pool: h }]
 pools:
   h:
@@ -537,4 +539,149 @@ test("/metrics of the primary: each process's metrics with a worker label, valid
   assert.ok(gc?.samples.every((s) => /^\{worker="[^"]+",space="/.test(s.labels)));
   // The gateway's own families are still there, summed as before.
   assert.match(text, /^switchyard_server_selected_total\{pool="h",server="a"\} 4$/m);
+});
+
+// ---- all-or-nothing reloads ------------------------------------------------------------------
+
+/** The workers of the primary's `started` record; SIGCONTs them all when the test ends. */
+function workersOf(t: TestContext, gw: Gw): { worker: number; pid: number }[] {
+  const started = gw.records.find((r) => r.event === 'started' && r.worker === undefined) as Rec;
+  const list = started.workers as { worker: number; pid: number }[];
+  t.after(() => {
+    for (const w of list) {
+      try {
+        process.kill(w.pid, 'SIGCONT');
+      } catch {
+        // exited
+      }
+    }
+  });
+  return list;
+}
+
+/** `n` requests on new connections: which servers answered, and which workers served them. */
+async function spread(gw: Gw, port: number, n: number): Promise<{ servers: string[]; workers: number }> {
+  const from = gw.records.length;
+  const servers = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const r = await get(port);
+    assert.equal(r.status, 200);
+    servers.add(r.server);
+  }
+  assert.ok(await until(() => gw.records.slice(from).filter((r) => r.type === 'access').length >= n, 5000));
+  const workers = new Set(
+    gw.records
+      .slice(from)
+      .filter((r) => r.type === 'access')
+      .map((r) => r.worker),
+  );
+  return { servers: [...servers].sort(), workers: workers.size };
+}
+
+test('a reload that one worker cannot apply leaves every worker on the old config; a good one applies everywhere', async (t) => {
+  const [a, b] = await backends(t, 'a', 'b');
+  const gw = await startGw(t, [a], '10s');
+  const list = workersOf(t, gw);
+  assert.ok(await until(() => workerIds(gw, (r) => r.event === 'started').size === 2, 5000));
+
+  // One worker is in its graceful stop (sent SIGTERM, say by an operator recycling it) with
+  // a request in flight: it refuses any reload, the other applies it.
+  const slow = get(gw.port, '/slow?ms=5000');
+  let victim: { worker: number; pid: number } | undefined;
+  assert.ok(
+    await untilAsync(async () => {
+      const { json } = await adminJson(gw, 'GET', '/stats.json');
+      const busy = (json.workers as { worker: number; connections: { active: number } }[]).find(
+        (w) => w.connections.active > 0,
+      );
+      victim = list.find((w) => w.worker === busy?.worker);
+      return victim !== undefined;
+    }, 5000),
+  );
+  const v = victim as { worker: number; pid: number };
+  const live = list.find((w) => w.worker !== v.worker) as { worker: number; pid: number };
+  process.kill(v.pid, 'SIGTERM');
+  await gw.waitFor((r) => r.event === 'stop' && r.worker === v.worker);
+
+  fs.writeFileSync(gw.file, yaml(gw.port, gw.admin, [b], '10s'));
+  const mark = gw.records.length;
+  const after = (pred: (r: Rec) => boolean) => (r: Rec) => gw.records.indexOf(r) >= mark && pred(r);
+  const res = await adminJson(gw, 'POST', '/reload');
+  assert.equal(res.status, 400);
+  assert.deepEqual(
+    res.json.errors,
+    ['the gateway is stopping'].map((e) => `${gw.file}:1:1: ${e}`),
+  );
+  await gw.waitFor(after((r) => r.event === 'reload' && r.worker === undefined && r.ok === false));
+  // The other worker had applied it; new connections reach it only, and it runs the old
+  // config again: the primary rolled it back before replying.
+  await gw.waitFor(
+    after((r) => r.event === 'reload' && r.worker === live.worker && r.ok === true && r.by === 'admin'),
+  );
+  assert.deepEqual(await spread(gw, gw.port, 6), { servers: ['a'], workers: 1 });
+  const rollback = await gw.waitFor(after((r) => r.event === 'reload_rollback'));
+  assert.deepEqual(rollback.workers, [live.worker]);
+  await gw.waitFor(
+    after((r) => r.event === 'reload' && r.worker === live.worker && r.ok === true && r.by === 'primary'),
+  );
+  assert.deepEqual(await slow, { status: 200, server: 'a' });
+  // The stopped worker's replacement starts with the config the others run, not the file.
+  await gw.waitFor((r) => r.event === 'worker_exit' && r.worker === v.worker);
+  await gw.waitFor((r) => r.event === 'worker_start');
+  assert.deepEqual(await spread(gw, gw.port, 10), { servers: ['a'], workers: 2 });
+  assert.equal(b.requests, 0);
+
+  const good = await adminJson(gw, 'POST', '/reload');
+  assert.equal(good.status, 200, JSON.stringify(good.json));
+  assert.deepEqual(await spread(gw, gw.port, 10), { servers: ['b'], workers: 2 });
+});
+
+test('a new bind in use is refused before any worker tries it; every worker applies the text the primary validated, not the file as it is later', async (t) => {
+  const [a, b] = await backends(t, 'a', 'b');
+  const gw = await startGw(t, [a]);
+  const [w1, w2] = workersOf(t, gw);
+  assert.ok(await until(() => workerIds(gw, (r) => r.event === 'started').size === 2, 5000));
+
+  const holder = net.createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  const extra = (holder.address() as net.AddressInfo).port;
+  t.after(() => new Promise((r) => holder.close(r)));
+  fs.writeFileSync(gw.file, yaml(gw.port, gw.admin, [b], '3s', TCP_HEALTH, extra));
+  const busy = await adminJson(gw, 'POST', '/reload');
+  assert.equal(busy.status, 400);
+  assert.match(
+    String((busy.json.errors as string[])[0]),
+    new RegExp(`cannot bind 127\\.0\\.0\\.1:${extra}: .*EADDRINUSE`),
+  );
+  await new Promise((r) => holder.close(r));
+
+  // The file changes (to something invalid) after the primary read it and before the
+  // second worker (held stopped) takes the reload.
+  const mark = gw.records.length;
+  process.kill(w2.pid, 'SIGSTOP');
+  const reply = adminJson(gw, 'POST', '/reload');
+  await gw.waitFor(
+    (r) => gw.records.indexOf(r) >= mark && r.event === 'reload' && r.worker === w1.worker && r.ok === true,
+  );
+  fs.writeFileSync(gw.file, 'listeners: [ {');
+  process.kill(w2.pid, 'SIGCONT');
+  const res = await reply;
+  assert.equal(res.status, 200, JSON.stringify(res.json));
+  assert.deepEqual(await spread(gw, gw.port, 10), { servers: ['b'], workers: 2 });
+  assert.deepEqual(await spread(gw, extra, 4), { servers: ['b'], workers: 2 });
+
+  // A worker that replaces a dead one runs what the others run, not the (edited) file, and
+  // binds the new address as they do.
+  fs.writeFileSync(gw.file, yaml(gw.port, gw.admin, [a]));
+  process.kill(w1.pid, 'SIGKILL');
+  const replaced = await gw.waitFor((r) => r.event === 'worker_start');
+  await gw.waitFor((r) => r.event === 'started' && r.worker === replaced.worker);
+  assert.deepEqual(await spread(gw, gw.port, 10), { servers: ['b'], workers: 2 });
+  assert.deepEqual(await spread(gw, extra, 4), { servers: ['b'], workers: 2 });
+  assert.equal(a.requests, 0);
+  // No worker was ever asked to bind the address while it was in use.
+  assert.deepEqual(
+    gw.records.filter((r) => r.event === 'reload' && r.worker !== undefined && r.ok === false),
+    [],
+  );
 });

@@ -4,6 +4,7 @@
 // verdicts, runs the admin listener over their merged stats, fans reloads, server steering
 // and the stop out to them, and replaces a worker that dies (a bounded number of times).
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
 import {
   type AdminServer,
   adminAuth,
@@ -12,6 +13,7 @@ import {
   startAdmin,
 } from '../admin/server.js';
 import type { GatewayConfig } from '../config/runtime.js';
+import { formatHostPort } from '../core/address.js';
 import { msSince } from '../core/duration.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import { CentralHealth } from '../health/remote.js';
@@ -34,11 +36,13 @@ const START_TIMEOUT_MS = 60_000;
 type Request =
   | { sy: 'stats'; proc?: boolean }
   | { sy: 'steer'; req: SteerRequest }
-  | { sy: 'reload'; by: ReloadTrigger };
+  | { sy: 'reload'; by: ReloadTrigger; text: string };
 
 interface Slot {
   worker: Worker;
   ready: boolean;
+  /** The config text this worker runs; undefined: it started from the file (see worker.ts). */
+  text?: string;
   /** Replies awaited from this worker, by request id. */
   waiting: Map<number, (data: unknown) => void>;
 }
@@ -48,13 +52,46 @@ const failed = (data: unknown): string | undefined =>
     ? (data as { error: string }).error
     : undefined;
 
+/** A reload reply that says the worker applied the text. */
+const applied = (data: unknown): boolean => failed(data) === undefined && (data as ReloadResult).ok;
+
+/**
+ * Tries, in this process, each bind `next` adds to `current`, and returns the ones that fail
+ * as reload errors (the wording of a worker's). A bind that fails in a worker poisons that
+ * address in it for good: node 20's cluster keeps the failed listen's index, so the worker's
+ * later listens there, or a fresh worker's, get a second handle in the primary and fail with
+ * EADDRINUSE (nodejs/node#60086). Trying first keeps an address in use away from the workers.
+ */
+async function unbindable(current: GatewayConfig, next: GatewayConfig, file: string): Promise<string[]> {
+  const have = new Set(current.listeners.flatMap((l) => l.binds.map(formatHostPort)));
+  const errors: string[] = [];
+  for (const l of next.listeners) {
+    for (const hp of l.binds) {
+      const key = formatHostPort(hp);
+      if (have.has(key)) continue;
+      have.add(key);
+      const err = await new Promise<string | undefined>((resolve) => {
+        const s = net.createServer();
+        s.once('error', (e) => resolve(e.message));
+        s.listen({ host: hp.host || undefined, port: hp.port }, () => s.close(() => resolve(undefined)));
+      });
+      if (err !== undefined) errors.push(`${file}:1:1: cannot bind ${key}: ${err}`);
+    }
+  }
+  return errors;
+}
+
 export async function runPrimary(
   file: string,
-  initial: GatewayConfig,
+  initial: { config: GatewayConfig; text: string },
   count: number,
   opts: { pretty?: boolean },
 ): Promise<number> {
-  let cfg = initial;
+  let cfg = initial.config;
+  // The config text every worker runs: what each new worker starts with and what a reload
+  // that fails in any worker rolls the others back to. It changes only when every worker
+  // has applied a reload.
+  let text = initial.text;
   const logger: Logger = createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
   // Round-robin in the primary spreads connections evenly; SCHED_NONE leaves it to the
   // kernel, which on Linux favours whichever worker is awake (docs/operations.md has the
@@ -68,6 +105,13 @@ export async function runPrimary(
   let started = false;
   let onAllExited: (() => void) | undefined;
   let onStartup: ((ok: boolean) => void) | undefined;
+  // Reloads, rollbacks and a late worker's catch-up run one at a time, in turn.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const inTurn = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = reloading.then(fn);
+    reloading = run.catch(() => undefined);
+    return run;
+  };
 
   /** Best effort: a worker whose channel is gone is about to exit ('exit' handles it). */
   const tell = (worker: Worker, m: ToWorker): void => {
@@ -84,6 +128,11 @@ export async function runPrimary(
     for (const s of slots.values()) tell(s.worker, { sy: 'health', full: false, verdicts });
   });
   health.apply(cfg);
+  /** The full state after workers rebuilt their pools: settles any verdict that crossed it. */
+  const fullHealth = (to: Iterable<Slot>): void => {
+    const verdicts = health.snapshot();
+    for (const s of to) tell(s.worker, { sy: 'health', full: true, verdicts });
+  };
 
   const fork = (): void => {
     const worker = cluster.fork();
@@ -93,13 +142,20 @@ export async function runPrimary(
       if (!isFromWorker(m)) return;
       const msg = m as FromWorker;
       if (msg.sy === 'health_sync') {
+        slot.text = text;
+        tell(worker, { sy: 'config', text });
         tell(worker, { sy: 'health', full: true, verdicts: health.snapshot() });
         return;
       }
       if (msg.sy === 'ready') {
         slot.ready = true;
-        if (started) logEvent(logger, 'worker_start', { worker: worker.id, pid: worker.process.pid });
-        else if ([...slots.values()].every((s) => s.ready)) onStartup?.(true);
+        if (msg.file === true) slot.text = undefined;
+        if (started) {
+          logEvent(logger, 'worker_start', { worker: worker.id, pid: worker.process.pid });
+          // A worker that started while a reload was being applied (or from the file) may
+          // run another config than the others: after any reload under way, align it.
+          void inTurn(() => catchUp(slot));
+        } else if ([...slots.values()].every((s) => s.ready)) onStartup?.(true);
         return;
       }
       const done = slot.waiting.get(msg.id);
@@ -144,9 +200,15 @@ export async function runPrimary(
     fork();
   });
 
-  /** Sends one request to every ready worker, in worker-id order; a missing reply is an error. */
-  const ask = (r: Request, timeoutMs: number): Promise<{ worker: number; data: unknown }[]> => {
-    const ready = [...slots.values()].filter((s) => s.ready).sort((a, b) => a.worker.id - b.worker.id);
+  /** Sends one request to every ready worker (or those of `only`), in worker-id order; a missing reply is an error. */
+  const ask = (
+    r: Request,
+    timeoutMs: number,
+    only?: Slot[],
+  ): Promise<{ worker: number; data: unknown }[]> => {
+    const ready = (only ?? [...slots.values()].filter((s) => s.ready)).sort(
+      (a, b) => a.worker.id - b.worker.id,
+    );
     return Promise.all(
       ready.map(
         (slot) =>
@@ -204,26 +266,87 @@ export async function runPrimary(
     return results.find((r) => r.status !== 200) ?? results[0];
   };
 
-  let reloading: Promise<unknown> = Promise.resolve();
+  /**
+   * A worker that cannot run the config the others run: stopped gracefully (it is asked
+   * nothing more) and, like any worker that exits, replaced — by one started with `text`.
+   */
+  const retire = (slot: Slot, reason: string): void => {
+    if (stopping || slots.get(slot.worker.id) !== slot) return;
+    slot.ready = false;
+    logger.error(
+      { type: 'event', event: 'worker_retire', worker: slot.worker.id, reason },
+      'worker cannot run the current config; replacing it',
+    );
+    tell(slot.worker, { sy: 'stop', signal: 'retire' });
+  };
+
+  /** Puts `back` (workers that applied, or may have applied, a failed reload) on `text` again. */
+  const rollBack = async (back: Slot[]): Promise<void> => {
+    if (stopping || back.length === 0) return;
+    const replies = await ask({ sy: 'reload', by: 'primary', text }, RELOAD_TIMEOUT_MS, back);
+    const stuck = replies.filter((r) => !applied(r.data)).map((r) => r.worker);
+    logger.warn(
+      {
+        type: 'event',
+        event: 'reload_rollback',
+        workers: replies.map((r) => r.worker),
+        failed: stuck.length > 0 ? stuck : undefined,
+      },
+      'workers that had applied the failed reload are back on the previous config',
+    );
+    for (const s of back) if (stuck.includes(s.worker.id)) retire(s, 'rollback failed');
+    fullHealth(back);
+  };
+
+  const catchUp = async (slot: Slot): Promise<void> => {
+    if (stopping || !slot.ready || slot.text === text || slots.get(slot.worker.id) !== slot) return;
+    const [r] = await ask({ sy: 'reload', by: 'primary', text }, RELOAD_TIMEOUT_MS, [slot]);
+    if (r === undefined) return;
+    if (!applied(r.data)) {
+      retire(slot, 'cannot apply the current config');
+      return;
+    }
+    slot.text = text;
+    fullHealth([slot]);
+  };
+
+  // All or nothing: every worker gets the text validated here, and unless every one of them
+  // applies it, those that did go back to the previous text (HAProxy/Envoy users expect a
+  // failed reload to leave the whole gateway as it was).
   const reloadNow = async (by: ReloadTrigger): Promise<ReloadResult> => {
     const t0 = performance.now();
     const loaded = loadForReload(file, logger, by);
     if (!loaded.ok) return loaded;
-    const replies = await ask({ sy: 'reload', by }, RELOAD_TIMEOUT_MS);
+    const busy = await unbindable(cfg, loaded.config, file);
+    if (busy.length > 0) return reloadFailed(logger, by, file, busy);
+    const asked = [...slots.values()].filter((s) => s.ready);
+    const replies = await ask({ sy: 'reload', by, text: loaded.text }, RELOAD_TIMEOUT_MS, asked);
     const errors: string[] = [];
+    // A worker that refused it changed nothing; one that did not answer may still apply it.
+    const changed = new Set<number>();
     for (const r of replies) {
       const err = failed(r.data);
       const res = r.data as ReloadResult;
-      if (err !== undefined) errors.push(`worker ${r.worker}: ${err}`);
-      else if (!res.ok) for (const e of res.errors) if (!errors.includes(e)) errors.push(e);
+      if (err !== undefined) {
+        errors.push(`worker ${r.worker}: ${err}`);
+        changed.add(r.worker);
+      } else if (!res.ok) {
+        for (const e of res.errors) if (!errors.includes(e)) errors.push(e);
+      } else changed.add(r.worker);
     }
-    if (errors.length > 0) return reloadFailed(logger, by, file, errors);
+    if (errors.length > 0) {
+      const result = reloadFailed(logger, by, file, errors);
+      // The primary's checks never left the old pools.
+      await rollBack(asked.filter((s) => changed.has(s.worker.id) && slots.get(s.worker.id) === s));
+      return result;
+    }
+    text = loaded.text;
+    for (const s of asked) s.text = text;
     cfg = loaded.config;
     // The checks follow the new pools as one process's do (servers that stay keep their
     // state and streaks); the full state then settles any verdict that crossed the reload.
     health.apply(cfg);
-    const verdicts = health.snapshot();
-    for (const s of slots.values()) tell(s.worker, { sy: 'health', full: true, verdicts });
+    fullHealth(slots.values());
     logEvent(
       logger,
       'reload',
@@ -238,11 +361,7 @@ export async function runPrimary(
     );
     return { ok: true };
   };
-  const reload = (by: ReloadTrigger): Promise<ReloadResult> => {
-    const run = reloading.then(() => reloadNow(by));
-    reloading = run.catch(() => undefined);
-    return run;
-  };
+  const reload = (by: ReloadTrigger): Promise<ReloadResult> => inTurn(() => reloadNow(by));
 
   let admin: AdminServer | undefined;
   let stopped: Promise<void> | undefined;

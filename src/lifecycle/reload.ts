@@ -1,4 +1,6 @@
-import { loadConfigFile } from '../config/load.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadConfigText } from '../config/load.js';
 import type { GatewayConfig } from '../config/runtime.js';
 import { msSince } from '../core/duration.js';
 import { type Logger, logEvent } from '../core/logger.js';
@@ -6,16 +8,39 @@ import type { Gateway } from '../gateway.js';
 
 export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
 
-/** Who asked for a reload, for the log. */
-export type ReloadTrigger = 'SIGHUP' | 'admin' | 'api';
+/**
+ * Who asked for a reload, for the log. `primary`: a worker's primary brought it back in
+ * line with the config every other worker runs (a rollback, or a worker that started
+ * during a reload).
+ */
+export type ReloadTrigger = 'SIGHUP' | 'admin' | 'api' | 'primary';
 
-/** The file's config for a reload, or its errors (already logged: the reload is rejected). */
-export function loadForReload(
-  file: string,
-  logger: Logger,
-  by: ReloadTrigger,
-): { ok: true; config: GatewayConfig } | { ok: false; errors: string[] } {
-  const loaded = loadConfigFile(file);
+export type ConfigSource =
+  | { ok: true; config: GatewayConfig; text: string }
+  | { ok: false; errors: string[] };
+
+/**
+ * The config file validated, with the text it was read from (the primary sends that text to
+ * its workers, so that all of them run what it validated). `text` given: validates that
+ * instead of reading the file; relative paths in it still resolve against the file.
+ */
+export function loadConfigSource(file: string, text?: string): ConfigSource {
+  const abs = path.resolve(file);
+  let src = text;
+  if (src === undefined) {
+    try {
+      src = fs.readFileSync(abs, 'utf8');
+    } catch (e) {
+      return { ok: false, errors: [`${abs}:1:1: cannot read config: ${(e as Error).message}`] };
+    }
+  }
+  const loaded = loadConfigText(src, abs);
+  return loaded.ok ? { ...loaded, text: src } : loaded;
+}
+
+/** The file's config (or `text`, see loadConfigSource) for a reload, or its errors (already logged: the reload is rejected). */
+export function loadForReload(file: string, logger: Logger, by: ReloadTrigger, text?: string): ConfigSource {
+  const loaded = loadConfigSource(file, text);
   if (!loaded.ok) {
     logger.error(
       { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },
@@ -37,17 +62,19 @@ export function reloadFailed(
 }
 
 /**
- * Re-reads the config file, validates it and swaps it in. An invalid file, or a bind that
- * fails, leaves the running config untouched; either way the log says what happened.
+ * Re-reads the config file (a worker: takes the primary's `text` of it), validates it and
+ * swaps it in. An invalid file, or a bind that fails, leaves the running config untouched;
+ * either way the log says what happened.
  */
 export async function reloadFromFile(
   gw: Gateway,
   file: string,
   logger: Logger,
   by: ReloadTrigger = 'api',
+  text?: string,
 ): Promise<ReloadResult> {
   const started = performance.now();
-  const loaded = loadForReload(file, logger, by);
+  const loaded = loadForReload(file, logger, by, text);
   if (!loaded.ok) return loaded;
   const before = gw.currentConfig;
   try {

@@ -4,12 +4,11 @@
 import cluster from 'node:cluster';
 import os from 'node:os';
 import { adminAuth, startAdmin } from '../admin/server.js';
-import { loadConfigFile } from '../config/load.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import type { HostPort } from '../core/types.js';
 import { Gateway, type GatewayOptions } from '../gateway.js';
 import { runPrimary } from './primary.js';
-import { type ReloadTrigger, reloadFromFile } from './reload.js';
+import { loadConfigSource, type ReloadTrigger, reloadFromFile } from './reload.js';
 import { runWorker } from './worker.js';
 
 export interface Running {
@@ -17,7 +16,8 @@ export interface Running {
   logger: Logger;
   /** Graceful stop; resolves when everything is closed. `signal` is for the log. */
   stop(signal?: string): Promise<void>;
-  reload(by?: ReloadTrigger): ReturnType<typeof reloadFromFile>;
+  /** Re-reads the file, or applies `text` (a worker: the primary's text of it). */
+  reload(by?: ReloadTrigger, text?: string): ReturnType<typeof reloadFromFile>;
   adminAddress?: HostPort;
 }
 
@@ -32,15 +32,18 @@ export async function startFromFile(
     bindings?: Record<string, unknown>;
     /** A worker's health verdicts from the primary (no active checks run then). */
     remoteHealth?: GatewayOptions['remoteHealth'];
+    /** The file's text to start with instead of reading it (a worker: the primary's). */
+    text?: string;
   } = {},
 ): Promise<Running> {
-  const loaded = loadConfigFile(file);
+  const loaded = loadConfigSource(file, opts.text);
   if (!loaded.ok) throw Object.assign(new Error('invalid config'), { configErrors: loaded.errors });
   const cfg = loaded.config;
   let logger = opts.logger ?? createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
   if (opts.bindings) logger = logger.child(opts.bindings);
   const gateway = await Gateway.start(cfg, logger, { remoteHealth: opts.remoteHealth });
-  const reload = (by: ReloadTrigger = 'api') => reloadFromFile(gateway, file, logger, by);
+  const reload = (by: ReloadTrigger = 'api', text?: string) =>
+    reloadFromFile(gateway, file, logger, by, text);
   let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
   if (cfg.admin && opts.admin !== false) {
     try {
@@ -94,13 +97,13 @@ export async function startOrReport(
 /** CLI entry: binds signals, returns the process exit code. */
 export async function runUntilSignal(file: string, opts: { pretty?: boolean }): Promise<number> {
   if (cluster.isWorker) return runWorker(file, opts);
-  const loaded = loadConfigFile(file);
+  const loaded = loadConfigSource(file);
   if (!loaded.ok) {
     process.stderr.write(`${loaded.errors.join('\n')}\n`);
     return 1;
   }
   const n = processCount(loaded.config.global.workers);
-  if (n !== 1) return runPrimary(file, loaded.config, n, opts);
+  if (n !== 1) return runPrimary(file, loaded, n, opts);
   const running = await startOrReport(file, opts);
   if (running === undefined) return 1;
   const { logger } = running;

@@ -16,13 +16,22 @@ export type ToWorker =
   /** `proc`: include this process's metrics (for /metrics). */
   | { sy: 'stats'; id: number; proc?: boolean }
   | { sy: 'steer'; id: number; req: SteerRequest }
-  | { sy: 'reload'; id: number; by: ReloadTrigger }
+  /** `text`: the config file as the primary read and validated it; the worker applies exactly that. */
+  | { sy: 'reload'; id: number; by: ReloadTrigger; text: string }
   | { sy: 'stop'; signal?: string }
   /** Active-health verdicts of the primary; `full`: its whole state (after a reload, or asked). */
-  | { sy: 'health'; full: boolean; verdicts: HealthVerdict[] };
+  | { sy: 'health'; full: boolean; verdicts: HealthVerdict[] }
+  /** The config text every worker runs, sent just before the full `health` a starting worker asks for. */
+  | { sy: 'config'; text: string };
 
-/** Worker → primary. `health_sync` asks for a full `health` message (a starting worker). */
-export type FromWorker = { sy: 'ready' } | { sy: 'health_sync' } | { sy: 'reply'; id: number; data: unknown };
+/**
+ * Worker → primary. `health_sync` asks for a full `health` message (a starting worker);
+ * `ready.file`: it started from the file, the primary's text having not come in time.
+ */
+export type FromWorker =
+  | { sy: 'ready'; file?: boolean }
+  | { sy: 'health_sync' }
+  | { sy: 'reply'; id: number; data: unknown };
 
 export function isFromWorker(m: unknown): m is FromWorker {
   if (typeof m !== 'object' || m === null) return false;
@@ -30,7 +39,7 @@ export function isFromWorker(m: unknown): m is FromWorker {
   return sy === 'ready' || sy === 'reply' || sy === 'health_sync';
 }
 
-function isToWorker(m: unknown): m is Exclude<ToWorker, { sy: 'health' }> {
+function isToWorker(m: unknown): m is Exclude<ToWorker, { sy: 'health' } | { sy: 'config' }> {
   if (typeof m !== 'object' || m === null) return false;
   const sy = (m as ToWorker).sy;
   return sy === 'stats' || sy === 'steer' || sy === 'reload' || sy === 'stop';
@@ -42,6 +51,12 @@ function isHealthMessage(m: unknown): m is Extract<ToWorker, { sy: 'health' }> {
   return h.sy === 'health' && typeof h.full === 'boolean' && Array.isArray(h.verdicts);
 }
 
+function isConfigMessage(m: unknown): m is Extract<ToWorker, { sy: 'config' }> {
+  if (typeof m !== 'object' || m === null) return false;
+  const c = m as { sy?: unknown; text?: unknown };
+  return c.sy === 'config' && typeof c.text === 'string';
+}
+
 /** How long a starting worker waits for the primary's health state before starting anyway. */
 const HEALTH_SYNC_TIMEOUT_MS = 3_000;
 
@@ -51,7 +66,7 @@ function send(m: FromWorker): void {
 
 async function answer(
   running: Running,
-  m: Exclude<ToWorker, { sy: 'stop' } | { sy: 'health' }>,
+  m: Exclude<ToWorker, { sy: 'stop' } | { sy: 'health' } | { sy: 'config' }>,
 ): Promise<unknown> {
   const gw = running.gateway;
   switch (m.sy) {
@@ -64,7 +79,7 @@ async function answer(
     case 'steer':
       return applySteer(() => gw.view(), m.req, running.logger);
     case 'reload':
-      return running.reload(m.by);
+      return running.reload(m.by, m.text);
   }
 }
 
@@ -73,25 +88,35 @@ export async function runWorker(file: string, opts: { pretty?: boolean }): Promi
   const id = cluster.worker?.id ?? 0;
   // Active checks run in the primary; this worker applies its verdicts. The current ones are
   // asked for (and awaited) before the gateway starts, so the pools are built with them and
-  // no connection is served on a server the primary already knows to be down.
+  // no connection is served on a server the primary already knows to be down. The config
+  // text comes with them: the one the primary validated and every other worker runs.
   const remoteHealth = new RemoteHealth();
+  let text: string | undefined;
   let synced: (() => void) | undefined;
   const firstSync = new Promise<void>((resolve) => {
     synced = resolve;
     setTimeout(resolve, HEALTH_SYNC_TIMEOUT_MS).unref();
   });
   process.on('message', (m: unknown) => {
+    if (isConfigMessage(m)) {
+      text = m.text;
+      return;
+    }
     if (!isHealthMessage(m)) return;
     remoteHealth.set(m.verdicts.filter(isHealthVerdict), m.full);
     if (m.full) synced?.();
   });
   send({ sy: 'health_sync' });
   await firstSync;
+  // Without an answer in time: the file as it is now (the primary reloads this worker with
+  // its text once it is up, if they differ).
+  const started = text;
   const running = await startOrReport(file, {
     pretty: opts.pretty,
     admin: false,
     bindings: { worker: id },
     remoteHealth,
+    text: started,
   });
   if (running === undefined) return 1;
   const { logger } = running;
@@ -124,6 +149,6 @@ export async function runWorker(file: string, opts: { pretty?: boolean }): Promi
         },
       );
     });
-    send({ sy: 'ready' });
+    send({ sy: 'ready', file: started === undefined });
   });
 }
