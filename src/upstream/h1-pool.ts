@@ -3,6 +3,7 @@
 // coldest ones age out). Sockets carry no per-request listeners: the proxy sets `handler`
 // for the duration of one exchange.
 import net from 'node:net';
+import { DirectWriter } from '../core/direct-write.js';
 
 export interface H1UpstreamHandler {
   onUpstreamData(conn: H1Conn, chunk: Buffer): void;
@@ -32,6 +33,8 @@ export class H1Conn {
   retained = false;
   /** Read buffer (net `onread`): reused across reads unless retained. */
   rbuf: Buffer;
+  /** Writes to the server (direct to its handle where it can). */
+  readonly w: DirectWriter;
 
   constructor(
     readonly pool: H1ServerPool,
@@ -39,6 +42,7 @@ export class H1Conn {
     rbuf: Buffer,
   ) {
     this.rbuf = rbuf;
+    this.w = new DirectWriter(socket, () => this.handler?.onUpstreamDrain(this));
     socket.on('drain', () => this.handler?.onUpstreamDrain(this));
     socket.on('error', (e: Error) => {
       this.err = e;

@@ -29,6 +29,7 @@ import {
   responseBodyKind,
 } from '../../codec/http1/parser.js';
 import type { PoolConfig } from '../../config/runtime.js';
+import { DirectWriter } from '../../core/direct-write.js';
 import { msSince } from '../../core/duration.js';
 import type { ClientConn, ListenerSnapshot } from '../../core/proxy.js';
 import { rewrap, rewrappable } from '../../core/rewrap.js';
@@ -153,6 +154,8 @@ export class Session implements H1UpstreamHandler {
   private cPaused = false;
   private upBlocked = false; // upstream write returned false
   private downBlocked = false; // client write returned false
+  /** Writes to the client (direct to its handle where it can). */
+  private readonly cw: DirectWriter;
 
   // Timeouts: checked by the proxy's sweep.
   lastActive: number;
@@ -209,6 +212,7 @@ export class Session implements H1UpstreamHandler {
       socket.on('data', (c: Buffer) => this.onData(c));
     }
     this.socket = socket;
+    this.cw = new DirectWriter(socket, () => this.onClientDrain());
     this.lastActive = core.clock;
     socket.setNoDelay(true);
     socket.on('drain', () => this.onClientDrain());
@@ -383,9 +387,9 @@ export class Session implements H1UpstreamHandler {
   /** Writes to the client, pausing the upstream when the client is slow. */
   writeDown(data: Buffer | string): void {
     this.bytesOut += data.length;
-    const ok = typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
+    const ok = typeof data === 'string' ? this.socket.write(data, 'latin1') : this.cw.write(data);
     // The socket still holds a view of the upstream read buffer: that buffer must not be reused.
-    if (this.up !== null && this.socket.writableLength > 0) this.up.retained = true;
+    if (this.up !== null && (!ok || this.cw.busy)) this.up.retained = true;
     if (!ok && !this.downBlocked) {
       this.downBlocked = true;
       if (this.up !== null) this.up.socket.pause();
@@ -586,10 +590,10 @@ export class Session implements H1UpstreamHandler {
     if (this.downBlocked) sock.pause();
     const early = this.early;
     this.early = null;
-    if (early === null) this.writeHead(sock);
+    if (early === null) this.writeHead(up);
     else {
       sock.cork();
-      this.writeHead(sock);
+      this.writeHead(up);
       this.takeBody(early);
       sock.uncork();
     }
@@ -598,10 +602,10 @@ export class Session implements H1UpstreamHandler {
     this.flow();
   }
 
-  private writeHead(sock: H1Conn['socket']): void {
+  private writeHead(up: H1Conn): void {
     const h = this.requestHeadBytes();
-    if (h === null) sock.write(this.requestHead(), 'latin1');
-    else sock.write(h);
+    if (h === null) up.socket.write(this.requestHead(), 'latin1');
+    else up.w.write(h);
   }
 
   /**
@@ -797,7 +801,7 @@ export class Session implements H1UpstreamHandler {
 
   private writeUp(body: Buffer): void {
     if (this.up !== null) {
-      if (!this.up.socket.write(body)) {
+      if (!this.up.w.write(body)) {
         this.upBlocked = true;
         this.flow();
       }
@@ -1317,7 +1321,7 @@ export class Session implements H1UpstreamHandler {
         // not hold the socket. Give a slow reader of the last response `client_idle`.
         if (
           !this.socket.destroyed &&
-          now - this.lastActive > (this.socket.writableLength === 0 ? CLOSE_GRACE_MS : t.clientIdle)
+          now - this.lastActive > (this.cw.busy ? t.clientIdle : CLOSE_GRACE_MS)
         ) {
           this.socket.destroy();
         }
