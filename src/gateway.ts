@@ -10,7 +10,7 @@ import type { GatewayContext, ListenerSnapshot, ListenerState, ProtocolProxy } f
 import type { AccessRecord, SniffClass, SniffResult, WorkProtocol } from './core/types.js';
 import { HealthManager } from './health/manager.js';
 import type { RemoteHealth } from './health/remote.js';
-import { TlsTerminator } from './listener/tls.js';
+import { type TlsTerminator, tlsTerminatorFor } from './listener/tls.js';
 import { PROXIES } from './proxy/registry.js';
 import { compileRouter } from './router/compile.js';
 import { classify } from './sniff/classify.js';
@@ -181,7 +181,11 @@ export class Gateway {
         });
       }
     }
+    // Certificates and keys are read and parsed before anything changes: one that cannot be
+    // read or parsed fails the reload like a bad bind.
+    const terminators = new Map<string, TlsTerminator>();
     try {
+      for (const l of next.listeners) if (l.tls) terminators.set(l.name, tlsTerminatorFor(l.name, l.tls));
       for (const [key, w] of wanted) {
         if (this.bindings.has(key)) continue;
         const b = await this.bind(key, w.cfg, states.get(w.cfg.name)!);
@@ -221,7 +225,8 @@ export class Gateway {
     for (const l of next.listeners) {
       const state = states.get(l.name)!;
       state.current = this.snapshot(l, poolView);
-      if (l.tls) this.tls.set(l.name, new TlsTerminator(l.tls));
+      const term = terminators.get(l.name);
+      if (term !== undefined) this.tls.set(l.name, term);
       else this.tls.delete(l.name);
     }
     this.pools = pools;

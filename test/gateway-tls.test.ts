@@ -156,3 +156,60 @@ pools:
   const rec = await gw.waitFor((r) => r.type === 'access' && r.proto === 'tls' && r.pool === 'db');
   assert.equal(rec.listener, 'edge');
 });
+
+test('a reload to a certificate that cannot be parsed fails and changes nothing', async (t) => {
+  const { cert, key, dir } = selfSigned();
+  const backend = http.createServer((req, res) => res.end(`old ${req.url}`));
+  const port = await listen(backend);
+  const other = http.createServer((req, res) => res.end(`new ${req.url}`));
+  const otherPort = await listen(other);
+  const yaml = (certFile: string, be: number) => `listeners:
+  - name: secure
+    bind: "127.0.0.1:0"
+    tls: { cert: ${certFile}, key: ${key} }
+    routes: [{ match: { protocol: http }, pool: web }]
+pools:
+  web: { protocol: h1, health: { type: none }, servers: [{ address: "127.0.0.1:${be}" }] }
+`;
+  const gw = await startGateway(yaml(cert, port));
+  t.after(async () => {
+    await gw.stop();
+    backend.close();
+    other.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const get = () =>
+    new Promise<string>((resolve, reject) => {
+      https
+        .get(
+          {
+            host: '127.0.0.1',
+            port: gw.port(),
+            path: '/x',
+            ca: fs.readFileSync(cert),
+            servername: 'localhost',
+            agent: false,
+          },
+          (res) => {
+            let b = '';
+            res.on('data', (d) => {
+              b += d;
+            });
+            res.on('end', () => resolve(b));
+          },
+        )
+        .on('error', reject);
+    });
+  assert.equal(await get(), 'old /x');
+  const broken = path.join(dir, 'broken.pem');
+  fs.writeFileSync(broken, 'not a certificate\n');
+  gw.rewrite(yaml(broken, otherPort));
+  const r = await gw.reload();
+  assert.equal(r.ok, false);
+  assert.match(r.ok ? '' : r.errors.join('\n'), /listener secure: tls: cannot load/);
+  // Neither the certificate nor the routing changed.
+  assert.equal(await get(), 'old /x');
+  gw.rewrite(yaml(cert, otherPort));
+  assert.deepEqual(await gw.reload(), { ok: true });
+  assert.equal(await get(), 'new /x');
+});

@@ -8,6 +8,21 @@ import type { SniffResult } from '../core/types.js';
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * The terminator for `listener`, its certificate and key read and parsed now: a file that
+ * cannot be read or is not a usable PEM is an error naming the listener (the config check
+ * only sees that the paths are set).
+ */
+export function tlsTerminatorFor(listener: string, cfg: TlsConfig): TlsTerminator {
+  try {
+    return new TlsTerminator(cfg);
+  } catch (e) {
+    throw new Error(
+      `listener ${listener}: tls: cannot load ${cfg.cert} / ${cfg.key}: ${(e as Error).message}`,
+    );
+  }
+}
+
 export class TlsTerminator {
   private readonly context: tls.SecureContext;
 
