@@ -15,11 +15,11 @@ const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
 /** Reads `n` content-length responses off `sock` (already flowing) and returns their bodies. */
 function readBodies(sock: net.Socket, n: number, ms: number): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let buf: Buffer = Buffer.alloc(0);
     const out: Buffer[] = [];
-    let need = -1;
-    let headEnd = 0;
+    // Bytes before a head is complete (small), then the body's chunks as they come.
+    let head: Buffer = Buffer.alloc(0);
+    let body: Buffer[] = [];
+    let left = -1;
     const timer = setTimeout(() => done(new Error(`timeout: ${out.length}/${n} responses`)), ms);
     const done = (err: Error | null) => {
       clearTimeout(timer);
@@ -28,26 +28,35 @@ function readBodies(sock: net.Socket, n: number, ms: number): Promise<Buffer[]> 
       else reject(err);
     };
     const onData = (c: Buffer) => {
-      parts.push(c);
-      buf = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-      parts.length = 0;
-      parts.push(buf);
-      for (;;) {
-        if (need === -1) {
-          const end = buf.indexOf('\r\n\r\n');
+      let rest: Buffer | null = c;
+      while (rest !== null && rest.length > 0) {
+        if (left === -1) {
+          head = head.length === 0 ? rest : Buffer.concat([head, rest]);
+          rest = null;
+          const end = head.indexOf('\r\n\r\n');
           if (end === -1) return;
-          const m = /\r\ncontent-length: (\d+)/i.exec(buf.subarray(0, end).toString('latin1'));
+          const m = /\r\ncontent-length: (\d+)/i.exec(head.subarray(0, end).toString('latin1'));
           if (m === null) return done(new Error('response without content-length'));
-          need = Number(m[1]);
-          headEnd = end + 4;
+          left = Number(m[1]);
+          rest = head.subarray(end + 4);
+          head = Buffer.alloc(0);
+          body = [];
+          if (left === 0) {
+            out.push(Buffer.alloc(0));
+            left = -1;
+            if (out.length === n) return done(null);
+            continue;
+          }
         }
-        if (buf.length < headEnd + need) return;
-        out.push(buf.subarray(headEnd, headEnd + need));
-        buf = buf.subarray(headEnd + need);
-        parts.length = 0;
-        parts.push(buf);
-        need = -1;
-        if (out.length === n) return done(null);
+        const take: Buffer = rest.length > left ? rest.subarray(0, left) : rest;
+        body.push(take);
+        left -= take.length;
+        rest = rest.length > take.length ? rest.subarray(take.length) : null;
+        if (left === 0) {
+          out.push(Buffer.concat(body));
+          left = -1;
+          if (out.length === n) return done(null);
+        }
       }
     };
     sock.on('data', onData);
@@ -79,20 +88,20 @@ test('big responses to clients that stop reading queue in libuv and arrive byte-
   });
   const h = await harnessFor(t, 'p', be);
   const before = { ...directWriteStats };
-  const CONNS = 4;
-  const PER_CONN = 4;
+  const CONNS = 3;
+  const PER_CONN = 2;
   await Promise.all(
     Array.from({ length: CONNS }, async (_, c) => {
       const urls = Array.from({ length: PER_CONN }, (_, i) => {
         const url = `/c${c}/r${i}`;
-        bodies.set(url, randomBytes(1_500_000 + ((c * 7 + i * 13) % 5) * 250_000));
+        bodies.set(url, randomBytes(16_000_000 + ((c * 7 + i * 13) % 5) * 1_000_000));
         return url;
       });
       const sock = net.connect(h.port, '127.0.0.1');
       await new Promise<void>((r) => sock.once('connect', () => r()));
       try {
-        // Not reading fills the kernel buffers (a few MB on loopback): the proxy's writes
-        // must then queue.
+        // Not reading fills the kernel buffers (a few MB on loopback; the responses are
+        // larger than even generous socket buffer limits): the proxy's writes must queue.
         sock.pause();
         sock.write(urls.map((u) => `GET ${u} HTTP/1.1\r\nhost: t\r\n\r\n`).join(''));
         await queuedSince(before.queued, 5000);
@@ -127,7 +136,7 @@ test('an upload to a backend that does not read queues and arrives byte-exact', 
   });
   const h = await harnessFor(t, 'p', be);
   const before = directWriteStats.queued;
-  const body = randomBytes(6 * 1024 * 1024);
+  const body = randomBytes(32 * 1024 * 1024);
   const sock = net.connect(h.port, '127.0.0.1');
   await new Promise<void>((r) => sock.once('connect', () => r()));
   try {
@@ -142,7 +151,7 @@ test('an upload to a backend that does not read queues and arrives byte-exact', 
 });
 
 test('a client vanishing with writes queued is logged and leaves the proxy serving', async (t) => {
-  const big = randomBytes(12 * 1024 * 1024);
+  const big = randomBytes(32 * 1024 * 1024);
   const be = await startBackend('v', undefined, (req, res) => {
     if (req.url !== '/big') return false;
     res.setHeader('content-length', big.length);
