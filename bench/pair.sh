@@ -6,6 +6,7 @@
 #
 # Usage: bench/pair.sh DIR_A DIR_B     (each a checkout or copy with dist/ built)
 #   N=20    pairs               D=2   seconds per wrk run      C=64  connections
+#   FLAGS_A, FLAGS_B   node options for one side only (DIR_A and DIR_B may then be the same)
 # Prints each pair and then: medians of A and B (req/s) and the median ratio B/A.
 # Loopback only; only the PIDs started here are stopped. Takes the benchmark lock
 # (BENCH_LOCK, as run.sh; BENCH_LOCK=none when the caller holds it).
@@ -25,7 +26,10 @@ command -v wrk >/dev/null || die "wrk missing (bench/setup.sh installs it)"
 BACKEND_PORT=${PAIR_BACKEND_PORT:-21610}
 PORT_A=$((BACKEND_PORT + 1))
 PORT_B=$((BACKEND_PORT + 2))
-for p in $BACKEND_PORT $PORT_A $PORT_B; do port_free "$p" || die "port $p is in use"; done
+# Listeners only: the previous run's connections linger in TIME-WAIT for a minute.
+for p in $BACKEND_PORT $PORT_A $PORT_B; do
+  ! ss -Hltn "( sport = :$p )" | grep -q . || die "something listens on port $p"
+done
 
 BENCH_PROXY_CPU=${BENCH_PROXY_CPU:-1}
 BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-0}
@@ -62,9 +66,11 @@ pools:
     servers: [{ name: s1, address: "127.0.0.1:$BACKEND_PORT" }]
 EOF
 done
-taskset -c "$BENCH_PROXY_CPU" node "$A/dist/src/cli.js" -c "$wd/a.yaml" >"$wd/a.log" 2>&1 &
+# shellcheck disable=SC2086 # FLAGS_* are lists of options
+taskset -c "$BENCH_PROXY_CPU" node ${FLAGS_A:-} "$A/dist/src/cli.js" -c "$wd/a.yaml" >"$wd/a.log" 2>&1 &
 pids+=($!)
-taskset -c "$BENCH_PROXY_CPU" node "$B/dist/src/cli.js" -c "$wd/b.yaml" >"$wd/b.log" 2>&1 &
+# shellcheck disable=SC2086
+taskset -c "$BENCH_PROXY_CPU" node ${FLAGS_B:-} "$B/dist/src/cli.js" -c "$wd/b.yaml" >"$wd/b.log" 2>&1 &
 pids+=($!)
 for p in $BACKEND_PORT $PORT_A $PORT_B; do wait_listen "$p" || die "nothing listens on $p"; done
 
