@@ -38,7 +38,10 @@ import {
   type RawTimeouts,
 } from './schema.js';
 
-export type LoadResult = { ok: true; config: GatewayConfig } | { ok: false; errors: string[] };
+/** A validated config (with `Extra` fields) or every error found, as `FILE:LINE:COL: message`. */
+export type LoadResult<Extra = unknown> =
+  | ({ ok: true; config: GatewayConfig } & Extra)
+  | { ok: false; errors: string[] };
 
 type PathKey = string | number;
 
@@ -471,13 +474,22 @@ export function loadConfigText(text: string, file: string): LoadResult {
   return { ok: true, config: normalise(parsed.data, file) };
 }
 
-export function loadConfigFile(file: string): LoadResult {
+/**
+ * Reads and validates the config file, and returns the text it validated with the config
+ * (a gateway with workers sends that text to every worker, so that all of them run what the
+ * primary validated). `text` given: validates that instead of reading the file; relative
+ * paths in it still resolve against the file.
+ */
+export function loadConfigFile(file: string, text?: string): LoadResult<{ text: string }> {
   const abs = path.resolve(file);
-  let text: string;
-  try {
-    text = fs.readFileSync(abs, 'utf8');
-  } catch (e) {
-    return { ok: false, errors: [`${abs}:1:1: cannot read config: ${(e as Error).message}`] };
+  let src = text;
+  if (src === undefined) {
+    try {
+      src = fs.readFileSync(abs, 'utf8');
+    } catch (e) {
+      return { ok: false, errors: [`${abs}:1:1: cannot read config: ${(e as Error).message}`] };
+    }
   }
-  return loadConfigText(text, abs);
+  const loaded = loadConfigText(src, abs);
+  return loaded.ok ? { ...loaded, text: src } : loaded;
 }

@@ -1,7 +1,4 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { loadConfigText } from '../config/load.js';
-import type { GatewayConfig } from '../config/runtime.js';
+import { type LoadResult, loadConfigFile } from '../config/load.js';
 import { msSince } from '../core/duration.js';
 import { type Logger, logEvent } from '../core/logger.js';
 import type { Gateway } from '../gateway.js';
@@ -15,32 +12,12 @@ export type ReloadResult = { ok: true } | { ok: false; errors: string[] };
  */
 export type ReloadTrigger = 'SIGHUP' | 'admin' | 'api' | 'primary';
 
-export type ConfigSource =
-  | { ok: true; config: GatewayConfig; text: string }
-  | { ok: false; errors: string[] };
+/** A validated config with the text it came from, or its errors. */
+export type ConfigSource = LoadResult<{ text: string }>;
 
-/**
- * The config file validated, with the text it was read from (the primary sends that text to
- * its workers, so that all of them run what it validated). `text` given: validates that
- * instead of reading the file; relative paths in it still resolve against the file.
- */
-export function loadConfigSource(file: string, text?: string): ConfigSource {
-  const abs = path.resolve(file);
-  let src = text;
-  if (src === undefined) {
-    try {
-      src = fs.readFileSync(abs, 'utf8');
-    } catch (e) {
-      return { ok: false, errors: [`${abs}:1:1: cannot read config: ${(e as Error).message}`] };
-    }
-  }
-  const loaded = loadConfigText(src, abs);
-  return loaded.ok ? { ...loaded, text: src } : loaded;
-}
-
-/** The file's config (or `text`, see loadConfigSource) for a reload, or its errors (already logged: the reload is rejected). */
+/** The file's config (or `text`, see loadConfigFile) for a reload, or its errors (already logged: the reload is rejected). */
 export function loadForReload(file: string, logger: Logger, by: ReloadTrigger, text?: string): ConfigSource {
-  const loaded = loadConfigSource(file, text);
+  const loaded = loadConfigFile(file, text);
   if (!loaded.ok) {
     logger.error(
       { type: 'event', event: 'reload', ok: false, by, file, errors: loaded.errors },

@@ -4,11 +4,12 @@
 import cluster from 'node:cluster';
 import os from 'node:os';
 import { adminAuth, startAdmin } from '../admin/server.js';
+import { loadConfigFile } from '../config/load.js';
 import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import type { HostPort } from '../core/types.js';
 import { Gateway, type GatewayOptions } from '../gateway.js';
 import { runPrimary } from './primary.js';
-import { loadConfigSource, type ReloadTrigger, reloadFromFile } from './reload.js';
+import { type ReloadTrigger, reloadFromFile } from './reload.js';
 import { runWorker } from './worker.js';
 
 export interface Running {
@@ -36,7 +37,7 @@ export async function startFromFile(
     text?: string;
   } = {},
 ): Promise<Running> {
-  const loaded = loadConfigSource(file, opts.text);
+  const loaded = loadConfigFile(file, opts.text);
   if (!loaded.ok) throw Object.assign(new Error('invalid config'), { configErrors: loaded.errors });
   const cfg = loaded.config;
   let logger = opts.logger ?? createLogger({ level: cfg.global.log.level, pretty: opts.pretty });
@@ -97,7 +98,7 @@ export async function startOrReport(
 /** CLI entry: binds signals, returns the process exit code. */
 export async function runUntilSignal(file: string, opts: { pretty?: boolean }): Promise<number> {
   if (cluster.isWorker) return runWorker(file, opts);
-  const loaded = loadConfigSource(file);
+  const loaded = loadConfigFile(file);
   if (!loaded.ok) {
     process.stderr.write(`${loaded.errors.join('\n')}\n`);
     return 1;
