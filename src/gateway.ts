@@ -156,8 +156,6 @@ export class Gateway {
     for (const [name, pool] of poolsFor(next.pools, (n) => this.pools.get(n)?.pool)) {
       pools.set(name, { pool, config: pool.config });
     }
-    const poolView = new Map<string, { pool: Pool; config: PoolConfig }>();
-    for (const [name, p] of pools) poolView.set(name, { pool: p.pool, config: p.config });
 
     // Bind new addresses first, so a failing bind leaves the running config untouched.
     const wanted = new Map<string, { cfg: ListenerConfig; index: number }>();
@@ -169,7 +167,7 @@ export class Gateway {
     const opened: Binding[] = [];
     const states = new Map<string, ListenerState>();
     for (const l of next.listeners) {
-      const snapshot = this.snapshot(l, poolView);
+      const snapshot = this.snapshot(l, pools);
       const state = this.listeners.get(l.name);
       if (state) {
         states.set(l.name, state);
@@ -224,7 +222,7 @@ export class Gateway {
     }
     for (const l of next.listeners) {
       const state = states.get(l.name)!;
-      state.current = this.snapshot(l, poolView);
+      state.current = this.snapshot(l, pools);
       const term = terminators.get(l.name);
       if (term !== undefined) this.tls.set(l.name, term);
       else this.tls.delete(l.name);
