@@ -255,6 +255,16 @@ for (const balance of ALGORITHMS) {
       q.release({ ok: true });
     }
     assert.deepEqual(pool.pick({ avoid: [a, b, c], hashKey: 'x' }), { ok: false, reason: 'no_server' });
+    // As a preference: another server while there is one, else an avoided one.
+    for (let i = 0; i < 20; i++) {
+      const p = must(pool.pick({ avoid: [a, b], hashKey: `p${i}`, avoidIsPreference: true }));
+      assert.equal(p.member, c);
+      p.release({ ok: true });
+    }
+    pool.setAdmin('c', 'maint');
+    const back = must(pool.pick({ avoid: [a, b], hashKey: 'y', avoidIsPreference: true }));
+    assert.ok(back.member === a || back.member === b);
+    back.release({ ok: true });
   });
 
   test(`${balance}: members at maxconn are skipped; all full is 'full'`, () => {

@@ -194,15 +194,11 @@ export class Pool implements PoolLike {
     }
     this.sawFull = false;
     if (m === undefined) {
-      const key = req?.hashKey;
-      if (this.primaryList.length > 0) {
-        m = this.primary.select(key, this.accept);
-        // Every primary was on the avoid list (a retry): a backup beats failing the request.
-        if (m === undefined && !this.sawFull && this.backupList.length > 0) {
-          m = this.backup.select(key, this.accept);
-        }
-      } else if (this.backupList.length > 0) {
-        m = this.backup.select(key, this.accept);
+      m = this.select(req?.hashKey);
+      if (m === undefined && this.avoid !== undefined && req?.avoidIsPreference === true) {
+        this.avoid = undefined;
+        this.sawFull = false;
+        m = this.select(req.hashKey);
       }
     }
     this.avoid = undefined;
@@ -210,6 +206,17 @@ export class Pool implements PoolLike {
     m.active++;
     m.total++;
     return new Lease(this, m as PoolMember);
+  }
+
+  private select(key: string | undefined): Member | undefined {
+    if (this.primaryList.length > 0) {
+      const m = this.primary.select(key, this.accept);
+      // Every primary was on the avoid list (a retry): a backup beats failing the request.
+      if (m === undefined && !this.sawFull && this.backupList.length > 0)
+        return this.backup.select(key, this.accept);
+      return m;
+    }
+    return this.backupList.length > 0 ? this.backup.select(key, this.accept) : undefined;
   }
 
   /** Called by a lease once per unit of work: passive outlier detection. */

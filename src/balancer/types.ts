@@ -46,6 +46,11 @@ export interface PickRequest {
   hashKey?: string;
   /** Servers to skip (a retry after a failure on them). */
   avoid?: readonly Member[];
+  /**
+   * `avoid` is only a preference: when no other server is usable, an avoided one is picked
+   * (a replay of a refused HTTP/2 stream may go back to its server on a new connection).
+   */
+  avoidIsPreference?: boolean;
   /** A server to prefer if usable (session persistence cookie). */
   prefer?: string;
 }

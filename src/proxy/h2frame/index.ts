@@ -40,6 +40,7 @@ import {
   type UpConn,
 } from '../../upstream/h2frame-pool.js';
 import { applyRules, cookieValue } from '../http-common/headers.js';
+import { refusedReplayAllowed } from '../http-common/retry.js';
 import { clientResponseHeaders, headerString, RESPONSE_SKIP, upstreamRequestHeaders } from './headers.js';
 import { connectProblem, parseContentLength, requestProblem, trailersProblem } from './validate.js';
 
@@ -258,10 +259,12 @@ class H2FrameProxy implements ProtocolProxy {
   private readonly pingTimeout: number;
   /** Connection options per (h2_streams, header_bytes), built once. */
   private readonly optsCache = new Map<string, FrameConnOptions>();
-  readonly pickReq: { hashKey: string | undefined; avoid: Member[] | undefined } = {
-    hashKey: undefined,
-    avoid: undefined,
-  };
+  readonly pickReq: { hashKey: string | undefined; avoid: Member[] | undefined; avoidIsPreference: boolean } =
+    {
+      hashKey: undefined,
+      avoid: undefined,
+      avoidIsPreference: false,
+    };
 
   constructor(ctx: GatewayContext, upstream: FramePool, pingAfter: number, pingTimeout: number) {
     this.ctx = ctx;
@@ -613,12 +616,9 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     const req = this.proxy.pickReq;
     req.hashKey = this.hashKey();
     req.avoid = this.avoid;
-    let p = this.pool!.pick(req as PickRequest);
-    if (!p.ok && this.avoid !== undefined && this.retryOnSame) {
-      // A replay after GOAWAY/REFUSED_STREAM may go back to the same server on a new connection.
-      req.avoid = undefined;
-      p = this.pool!.pick(req as PickRequest);
-    }
+    // A replay after GOAWAY/REFUSED_STREAM may go back to the same server on a new connection.
+    req.avoidIsPreference = this.retryOnSame;
+    const p = this.pool!.pick(req as PickRequest);
     req.avoid = undefined;
     if (!p.ok) {
       const why =
@@ -729,11 +729,7 @@ class Exchange implements FrameStreamUser, FrameWaiter {
     if (this.retry === null || this.responded || this.finished) return false;
     const r = this.poolConfig!.retries;
     if (kind === 'connect') return this.retries < r.attempts && r.on.includes('connect-failure');
-    if (kind !== 'refused') return false;
-    // Streams above a GOAWAY's last-stream-id were never processed: replaying them is
-    // routine (SPEC §3) even with retries off, once.
-    if (goaway && this.retries < Math.max(1, r.attempts)) return true;
-    return this.retries < r.attempts && r.on.includes('refused-stream');
+    return kind === 'refused' && refusedReplayAllowed(r, this.retries, goaway);
   }
 
   // ---- FrameStreamUser: both sides

@@ -45,6 +45,7 @@ import {
   persistSetCookie,
   replaceValue,
 } from '../http-common/headers.js';
+import { refusedReplayAllowed } from '../http-common/retry.js';
 import { type H2Bridge, startH2Exchange } from './h2-bridge.js';
 import type { Http1ProxyCore } from './index.js';
 
@@ -1463,33 +1464,21 @@ export class Session implements H1UpstreamHandler {
 
   /**
    * The bridge wants to replay a refused stream: allowed by the pool's retry budget as on
-   * the HTTP/2 proxy (a stream above a GOAWAY's last-stream-id at least once, even with
-   * `retries.attempts: 0`; REFUSED_STREAM when `retries.on` has `refused-stream`). The
-   * server is given back as for a reset and the replay goes to another server when the pool
+   * the HTTP/2 proxy (refusedReplayAllowed). The server is given back as for a reset and the replay goes to another server when the pool
    * has one, else to the same one on a fresh connection. False: no replay (over budget, or no
    * server usable now); the bridge answers 502.
    */
   h2Repick(goaway: boolean): boolean {
-    const r = this.poolCfg!.retries;
-    const allowed = goaway
-      ? this.attempts < Math.max(1, r.attempts)
-      : this.attempts < r.attempts && r.on.includes('refused-stream');
     const p = this.pick;
-    if (!allowed || p === null) return false;
+    if (p === null || !refusedReplayAllowed(this.poolCfg!.retries, this.attempts, goaway)) return false;
     this.pick = null;
     this.server = p.member.name;
     p.release({ ok: false, failure: 'reset', bytesIn: 0, bytesOut: 0 });
     this.attempts++;
     if (this.avoid === undefined) this.avoid = [];
     this.avoid.push(p.member);
-    const pool = this.route!.pool!;
-    let next = pool.pick(this.pickRequest());
-    if (!next.ok) {
-      const avoid = this.avoid;
-      this.avoid = undefined;
-      next = pool.pick(this.pickRequest());
-      this.avoid = avoid;
-    }
+    // Another server when the pool has one, else the same one on a fresh connection.
+    const next = this.route!.pool!.pick({ ...this.pickRequest(), avoidIsPreference: true });
     if (!next.ok) return false;
     this.pick = next;
     return true;
