@@ -148,6 +148,12 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     this.retryBuffer = s.snap!.limits.retryBuffer;
   }
 
+  /** No replay can come any more: the kept body is let go. */
+  private stopKeeping(): void {
+    this.keep = false;
+    this.kept = null;
+  }
+
   acquire(): void {
     const s = this.s;
     const c = sharedFramePool().acquire(s.pick!.member, s.poolCfg!.timeouts, this);
@@ -205,8 +211,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     if (this.keep) {
       const n = this.keptBytes + b.length;
       if (n > this.retryBuffer) {
-        this.keep = false;
-        this.kept = null;
+        this.stopKeeping();
         this.tooLarge = true;
       } else {
         this.keptBytes = n;
@@ -256,8 +261,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
    */
   cancel(): void {
     this.done = true;
-    this.keep = false;
-    this.kept = null;
+    this.stopKeeping();
     const u = this.u;
     if (u === undefined || u.closed) return;
     if (this.upEnded && u.localEnded) return;
@@ -280,8 +284,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
       }
       this.responded = true;
       // The server took the request: it is never replayed now.
-      this.keep = false;
-      this.kept = null;
+      this.stopKeeping();
       let status = 0;
       let hasLength = false;
       const outNames: string[] = [];
@@ -452,8 +455,7 @@ export class H2Bridge implements FrameStreamUser, FrameWaiter {
     rst: number = ErrorCode.CANCEL,
   ): void {
     this.done = true;
-    this.keep = false;
-    this.kept = null;
+    this.stopKeeping();
     const u = this.u;
     if (u !== undefined) {
       this.u = undefined;
