@@ -2,6 +2,7 @@
 // it down" rule, latency from summed buckets, and the Prometheus text merge.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   mergeProcessMetrics,
   mergePrometheus,
@@ -10,6 +11,7 @@ import {
 } from '../src/stats/merge.js';
 import { LATENCY_BOUNDS_MS } from '../src/stats/registry.js';
 import type { RequestStats, ServerStats, StatsJson } from '../src/stats/render/json.js';
+import type { ProcessMetricsJson } from '../src/stats/render/prometheus.js';
 
 const NB = LATENCY_BOUNDS_MS.length + 1;
 
@@ -156,35 +158,50 @@ test('counters are summed, a server is down if any worker sees it down, latency 
   assert.equal(text.match(/^# TYPE switchyard_server_up gauge$/gm)?.length, 1);
 });
 
-test('process metrics of several processes: one HELP/TYPE per family, a worker label on every sample, nothing summed', () => {
-  const text = (cpu: number): string =>
-    [
-      '# HELP switchyard_process_cpu_seconds_total Total user and system CPU time spent in seconds.',
-      '# TYPE switchyard_process_cpu_seconds_total counter',
-      `switchyard_process_cpu_seconds_total ${cpu}`,
-      '',
-      '# HELP switchyard_nodejs_heap_space_size_used_bytes Used size of heap space.',
-      '# TYPE switchyard_nodejs_heap_space_size_used_bytes gauge',
-      'switchyard_nodejs_heap_space_size_used_bytes{space="old"} 10',
-      'switchyard_nodejs_heap_space_size_used_bytes{space="new"} 20',
-      '',
-      '# HELP switchyard_nodejs_gc_duration_seconds GC duration.',
-      '# TYPE switchyard_nodejs_gc_duration_seconds histogram',
-      'switchyard_nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor"} 1',
-      'switchyard_nodejs_gc_duration_seconds_sum{kind="minor"} 0.0005',
-      'switchyard_nodejs_gc_duration_seconds_count{kind="minor"} 1',
-      'switchyard_empty_labels{} 3',
-      '',
-    ].join('\n');
-  const out = mergeProcessMetrics([
-    { worker: '1', text: text(1.5) },
-    { worker: '2', text: text(2.5) },
-    { worker: 'primary', text: text(0.25) },
+/**
+ * One process's metrics as processMetricsJson() gives them: prom-client JSON of a real
+ * registry, every series labelled with the process's `worker`.
+ */
+async function processJson(worker: string, cpu: number): Promise<ProcessMetricsJson> {
+  const r = new Registry();
+  new Counter({ name: 'switchyard_process_cpu_seconds_total', help: 'CPU time.', registers: [r] }).inc(cpu);
+  const heap = new Gauge({
+    name: 'switchyard_nodejs_heap_space_size_used_bytes',
+    help: 'Used size of heap space.',
+    labelNames: ['space'],
+    registers: [r],
+  });
+  heap.set({ space: 'old' }, 10);
+  heap.set({ space: 'new' }, 20);
+  new Histogram({
+    name: 'switchyard_nodejs_gc_duration_seconds',
+    help: 'GC duration.',
+    labelNames: ['kind'],
+    buckets: [0.001, 0.01],
+    registers: [r],
+  }).observe({ kind: 'minor' }, 0.0005);
+  // prom-client would keep one process's value of these (aggregator "omit" / "first").
+  new Gauge({
+    name: 'switchyard_process_start_time_seconds',
+    help: 'Start.',
+    aggregator: 'omit',
+    registers: [r],
+  }).set(cpu * 100);
+  const json = await r.getMetricsAsJSON();
+  for (const m of json) for (const v of m.values) v.labels = { worker, ...v.labels };
+  return json;
+}
+
+test('process metrics of several processes: one HELP/TYPE per family, a worker label on every sample, nothing summed', async () => {
+  const out = await mergeProcessMetrics([
+    await processJson('1', 1.5),
+    await processJson('2', 2.5),
+    await processJson('primary', 0.25),
   ]);
   const lines = out.split('\n');
   assert.equal(lines.filter((l) => l.startsWith('# TYPE switchyard_process_cpu_seconds_total ')).length, 1);
   assert.equal(lines.filter((l) => l.startsWith('# HELP switchyard_process_cpu_seconds_total ')).length, 1);
-  assert.equal(lines.filter((l) => l.startsWith('# TYPE ')).length, 3);
+  assert.equal(lines.filter((l) => l.startsWith('# TYPE ')).length, 4);
   const cpu = lines.filter((l) => l.startsWith('switchyard_process_cpu_seconds_total'));
   assert.deepEqual(cpu, [
     'switchyard_process_cpu_seconds_total{worker="1"} 1.5',
@@ -195,12 +212,11 @@ test('process metrics of several processes: one HELP/TYPE per family, a worker l
   assert.ok(
     lines.includes('switchyard_nodejs_gc_duration_seconds_bucket{worker="1",le="0.001",kind="minor"} 1'),
   );
-  assert.ok(lines.includes('switchyard_empty_labels{worker="primary"} 3'));
+  assert.equal(lines.filter((l) => l.startsWith('switchyard_process_start_time_seconds{')).length, 3);
   // Every sample of a family follows its TYPE line, before the next family's.
   const gcType = lines.indexOf('# TYPE switchyard_nodejs_gc_duration_seconds histogram');
   const gcSamples = lines.flatMap((l, i) => (l.startsWith('switchyard_nodejs_gc_') ? [i] : []));
-  assert.equal(gcSamples.length, 9);
+  assert.equal(gcSamples.length, 3 * 5);
   assert.ok(gcSamples.every((i) => i > gcType));
-  assert.ok(out.endsWith('\n'));
-  assert.equal(mergeProcessMetrics([]), '');
+  assert.equal(await mergeProcessMetrics([]), '');
 });

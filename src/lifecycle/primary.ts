@@ -19,7 +19,7 @@ import { createLogger, type Logger, logEvent } from '../core/logger.js';
 import { CentralHealth } from '../health/remote.js';
 import { mergeProcessMetrics, mergePrometheus, mergeSnapshots, type WorkerSnapshot } from '../stats/merge.js';
 import type { StatsJson } from '../stats/render/json.js';
-import { processMetrics } from '../stats/render/prometheus.js';
+import { processMetricsJson } from '../stats/render/prometheus.js';
 import { loadForReload, type ReloadResult, type ReloadTrigger, reloadFailed } from './reload.js';
 import { type FromWorker, isFromWorker, type ToWorker } from './worker.js';
 
@@ -439,15 +439,13 @@ export async function runPrimary(
           metrics: async () => {
             const list = await snapshots(true);
             const snaps = list.map((s) => s.snap);
-            const proc = list
-              .filter((s) => s.snap.proc !== undefined)
-              .map((s) => ({ worker: String(s.worker), text: s.snap.proc as string }));
-            proc.push({ worker: 'primary', text: await processMetrics() });
+            const proc = snaps.flatMap((s) => (s.proc !== undefined ? [s.proc] : []));
+            proc.push(await processMetricsJson('primary'));
             return (
               mergePrometheus(
                 snaps.map((s) => s.prom),
                 mergeSnapshots(snaps),
-              ) + mergeProcessMetrics(proc)
+              ) + (await mergeProcessMetrics(proc))
             );
           },
           steer,

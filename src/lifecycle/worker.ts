@@ -7,7 +7,7 @@ import { applySteer, type SteerRequest } from '../admin/server.js';
 import { logEvent } from '../core/logger.js';
 import { type HealthVerdict, isHealthVerdict, RemoteHealth } from '../health/remote.js';
 import { snapshotOf } from '../stats/merge.js';
-import { processMetrics, renderPrometheus } from '../stats/render/prometheus.js';
+import { processMetricsJson, renderPrometheus } from '../stats/render/prometheus.js';
 import type { ReloadTrigger } from './reload.js';
 import { type Running, startOrReport } from './run.js';
 
@@ -74,7 +74,7 @@ async function answer(
       return snapshotOf(
         gw.stats,
         await renderPrometheus(gw.stats, { process: false }),
-        m.proc === true ? await processMetrics() : undefined,
+        m.proc === true ? await processMetricsJson(String(cluster.worker?.id ?? 0)) : undefined,
       );
     case 'steer':
       return applySteer(() => gw.view(), m.req, running.logger);

@@ -11,6 +11,7 @@
 // from the summed histogram buckets, never averaged. Process metrics are not merged but
 // listed per process (mergeProcessMetrics).
 
+import { AggregatorRegistry } from 'prom-client';
 import { LATENCY_BOUNDS_MS, type StatsRegistry } from './registry.js';
 import {
   addToSummary,
@@ -22,7 +23,7 @@ import {
   round,
   type StatsJson,
 } from './render/json.js';
-import { escapeLabel } from './render/prometheus.js';
+import { escapeLabel, type ProcessMetricsJson } from './render/prometheus.js';
 
 /** Histogram buckets of one (pool, server): since start, and over the rate window. */
 export interface HistSnapshot {
@@ -37,12 +38,12 @@ export interface WorkerSnapshot {
   hist: Record<string, Record<string, HistSnapshot>>;
   /** Prometheus text without the process metrics. */
   prom: string;
-  /** The worker's process metrics (prom-client text), when asked for (/metrics). */
-  proc?: string;
+  /** The worker's process metrics, labelled with its id, when asked for (/metrics). */
+  proc?: ProcessMetricsJson;
 }
 
 /** What a worker sends; `prom` and `proc` are rendered by the caller (async). */
-export function snapshotOf(reg: StatsRegistry, prom: string, proc?: string): WorkerSnapshot {
+export function snapshotOf(reg: StatsRegistry, prom: string, proc?: ProcessMetricsJson): WorkerSnapshot {
   const hist: WorkerSnapshot['hist'] = {};
   for (const [pool, servers] of reg.timingsByPool) {
     const m: Record<string, HistSnapshot> = {};
@@ -327,43 +328,13 @@ export function mergePrometheus(texts: readonly string[], merged: Merged): strin
 
 /**
  * Process metrics (CPU, memory, heap, event loop, GC) of several processes in one
- * exposition: never summed, each sample gets a first label `worker="ID"` (a worker id, or
- * "primary"), and each family keeps one HELP/TYPE pair with every process's samples under it.
+ * exposition (prom-client's cluster aggregation): never combined, as every series carries
+ * its process's `worker` label (processMetricsJson). Summing by labels then keeps each
+ * series apart, including those prom-client would otherwise drop or collapse across
+ * processes (start time: omitted, version: the first).
  */
-export function mergeProcessMetrics(list: readonly { worker: string; text: string }[]): string {
-  const families = new Map<string, { meta: string[]; samples: string[] }>();
-  for (const { worker, text } of list) {
-    const label = `worker="${escapeLabel(worker)}"`;
-    let current: { meta: string[]; samples: string[] } | undefined;
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      if (line.startsWith('#')) {
-        const parts = line.split(' ', 3);
-        if (parts[1] !== 'HELP' && parts[1] !== 'TYPE') continue;
-        let f = families.get(parts[2]);
-        if (f === undefined) {
-          f = { meta: [], samples: [] };
-          families.set(parts[2], f);
-        }
-        if (!f.meta.some((m) => m.startsWith(`# ${parts[1]} `))) f.meta.push(line);
-        current = f;
-        continue;
-      }
-      if (current === undefined) continue;
-      const brace = line.indexOf('{');
-      const space = line.indexOf(' ');
-      if (space < 0) continue;
-      current.samples.push(
-        brace >= 0 && brace < space
-          ? `${line.slice(0, brace + 1)}${label}${line[brace + 1] === '}' ? '' : ','}${line.slice(brace + 1)}`
-          : `${line.slice(0, space)}{${label}}${line.slice(space)}`,
-      );
-    }
-  }
-  const out: string[] = [];
-  for (const f of families.values()) {
-    if (f.samples.length === 0) continue;
-    out.push(...f.meta, ...f.samples);
-  }
-  return out.length > 0 ? `${out.join('\n')}\n` : '';
+export async function mergeProcessMetrics(list: readonly ProcessMetricsJson[]): Promise<string> {
+  if (list.length === 0) return '';
+  const apart = list.map((ms) => ms.map((m) => ({ ...m, aggregator: 'sum' as const })));
+  return AggregatorRegistry.aggregate(apart).metrics();
 }

@@ -54,16 +54,30 @@ function labels(pairs: readonly (readonly [string, string])[]): string {
 
 let processRegistry: Registry | undefined;
 
-/**
- * Process metrics from prom-client, prefixed `switchyard_`; created on first scrape. The
- * multi-process primary shows every process's, labelled by `worker` (stats/merge.ts).
- */
-export async function processMetrics(): Promise<string> {
+function processRegistryOf(): Registry {
   if (!processRegistry) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry, prefix: 'switchyard_' });
   }
-  return processRegistry.metrics();
+  return processRegistry;
+}
+
+/** Process metrics from prom-client, prefixed `switchyard_`; created on first scrape. */
+export async function processMetrics(): Promise<string> {
+  return processRegistryOf().metrics();
+}
+
+/** Process metrics in prom-client's JSON form (what processMetricsJson() returns). */
+export type ProcessMetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/**
+ * This process's metrics as prom-client JSON, every series labelled `worker` (a worker id,
+ * or "primary"): the multi-process primary lists every process's (stats/merge.ts).
+ */
+export async function processMetricsJson(worker: string): Promise<ProcessMetricsJson> {
+  const json = await processRegistryOf().getMetricsAsJSON();
+  for (const m of json) for (const v of m.values) v.labels = { worker, ...v.labels };
+  return json;
 }
 
 export interface PrometheusOptions {
