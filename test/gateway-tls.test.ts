@@ -48,6 +48,32 @@ async function listen(server: net.Server): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
+/** GET over HTTP/1.1 in TLS (ALPN http/1.1, a fresh connection), trusting `cert`; the body. */
+function httpsGet(port: number, cert: string, urlPath: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    https
+      .get(
+        {
+          host: '127.0.0.1',
+          port,
+          path: urlPath,
+          ca: fs.readFileSync(cert),
+          servername: 'localhost',
+          ALPNProtocols: ['http/1.1'],
+          agent: false,
+        } as https.RequestOptions,
+        (res) => {
+          let b = '';
+          res.on('data', (d) => {
+            b += d;
+          });
+          res.on('end', () => resolve(b));
+        },
+      )
+      .on('error', reject);
+  });
+}
+
 test('a tls listener terminates TLS and proxies HTTP/1.1 and HTTP/2 inside, chosen by ALPN', async (t) => {
   const { cert, key, dir } = selfSigned();
   const backend = http.createServer((req, res) => res.end(`hello ${req.method} ${req.url}`));
@@ -77,27 +103,7 @@ pools:
     h2backend.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  const body = await new Promise<string>((resolve, reject) => {
-    https
-      .get(
-        {
-          host: '127.0.0.1',
-          port: gw.port(),
-          path: '/x',
-          ca: fs.readFileSync(cert),
-          servername: 'localhost',
-          ALPNProtocols: ['http/1.1'],
-        } as https.RequestOptions,
-        (res) => {
-          let b = '';
-          res.on('data', (d) => {
-            b += d;
-          });
-          res.on('end', () => resolve(b));
-        },
-      )
-      .on('error', reject);
-  });
+  const body = await httpsGet(gw.port(), cert, '/x');
   assert.equal(body, 'hello GET /x');
   const client = http2.connect(`https://localhost:${gw.port()}`, { ca: fs.readFileSync(cert) });
   t.after(() => client.close());
@@ -178,28 +184,7 @@ pools:
     other.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  const get = () =>
-    new Promise<string>((resolve, reject) => {
-      https
-        .get(
-          {
-            host: '127.0.0.1',
-            port: gw.port(),
-            path: '/x',
-            ca: fs.readFileSync(cert),
-            servername: 'localhost',
-            agent: false,
-          },
-          (res) => {
-            let b = '';
-            res.on('data', (d) => {
-              b += d;
-            });
-            res.on('end', () => resolve(b));
-          },
-        )
-        .on('error', reject);
-    });
+  const get = () => httpsGet(gw.port(), cert, '/x');
   assert.equal(await get(), 'old /x');
   const broken = path.join(dir, 'broken.pem');
   fs.writeFileSync(broken, 'not a certificate\n');
