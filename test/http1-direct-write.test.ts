@@ -5,10 +5,10 @@
 // harms nothing else.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import net from 'node:net';
+import type net from 'node:net';
 import { test } from 'node:test';
 import { directWriteAvailable, directWriteStats } from '../src/core/direct-write.js';
-import { harnessFor, startBackend } from './http1-harness.js';
+import { connectRaw, harnessFor, startBackend } from './http1-harness.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -97,8 +97,7 @@ test('big responses to clients that stop reading queue in libuv and arrive byte-
         bodies.set(url, randomBytes(16_000_000 + ((c * 7 + i * 13) % 5) * 1_000_000));
         return url;
       });
-      const sock = net.connect(h.port, '127.0.0.1');
-      await new Promise<void>((r) => sock.once('connect', () => r()));
+      const sock = await connectRaw(h.port);
       try {
         // Not reading fills the kernel buffers (a few MB on loopback; the responses are
         // larger than even generous socket buffer limits): the proxy's writes must queue.
@@ -137,8 +136,7 @@ test('an upload to a backend that does not read queues and arrives byte-exact', 
   const h = await harnessFor(t, 'p', be);
   const before = directWriteStats.queued;
   const body = randomBytes(32 * 1024 * 1024);
-  const sock = net.connect(h.port, '127.0.0.1');
-  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const sock = await connectRaw(h.port);
   try {
     const answer = readBodies(sock, 1, 30_000);
     sock.write(`POST /up HTTP/1.1\r\nhost: t\r\ncontent-length: ${body.length}\r\n\r\n`);
@@ -160,8 +158,7 @@ test('a client vanishing with writes queued is logged and leaves the proxy servi
   });
   const h = await harnessFor(t, 'p', be);
   const before = directWriteStats.queued;
-  const sock = net.connect(h.port, '127.0.0.1');
-  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const sock = await connectRaw(h.port);
   sock.pause();
   sock.write('GET /big HTTP/1.1\r\nhost: t\r\n\r\n');
   await queuedSince(before, 5000);
@@ -174,8 +171,7 @@ test('a client vanishing with writes queued is logged and leaves the proxy servi
   assert.equal(h.records.length, 1);
   assert.equal(h.records[0].outcome, 'client_reset');
   // The proxy goes on serving, on new connections and with the response whole.
-  const next = net.connect(h.port, '127.0.0.1');
-  await new Promise<void>((r) => next.once('connect', () => r()));
+  const next = await connectRaw(h.port);
   try {
     const answers = readBodies(next, 2, 10_000);
     next.write('GET /small HTTP/1.1\r\nhost: t\r\n\r\nGET /big HTTP/1.1\r\nhost: t\r\n\r\n');

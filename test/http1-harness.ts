@@ -124,6 +124,16 @@ export async function startBackend(
   return b;
 }
 
+/** A raw client socket to the proxy on `port`, once connected. */
+export async function connectRaw(port: number): Promise<net.Socket> {
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', () => resolve());
+    sock.once('error', reject);
+  });
+  return sock;
+}
+
 /** Sends raw bytes on a fresh socket and collects everything until close or `ms`. */
 export async function rawExchange(port: number, data: string | Buffer, ms = 2000): Promise<string> {
   const sock = net.connect(port, '127.0.0.1');

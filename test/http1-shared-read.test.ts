@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
 import { clientReadStats } from '../src/proxy/http1/session.js';
-import { harnessFor, startBackend } from './http1-harness.js';
+import { connectRaw, harnessFor, startBackend } from './http1-harness.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -168,8 +168,7 @@ test('uploads to a backend that reads slowly stay byte-exact while other connect
   let stop = false;
   // Small requests on other connections keep overwriting the shared read buffer.
   const chatter = Array.from({ length: 4 }, async (_, k) => {
-    const sock = net.connect(h.port, '127.0.0.1');
-    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const sock = await connectRaw(h.port);
     let n = 0;
     try {
       while (!stop && n < 2000) {
@@ -185,8 +184,7 @@ test('uploads to a backend that reads slowly stay byte-exact while other connect
   });
   const uploads = Array.from({ length: 4 }, async (_, u) => {
     const body = randomBytes(3 * 1024 * 1024 + u * 7919);
-    const sock = net.connect(h.port, '127.0.0.1');
-    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const sock = await connectRaw(h.port);
     try {
       const answer = readResponses(sock, 1, 30_000);
       sock.write(`POST /up${u} HTTP/1.1\r\nhost: t\r\ncontent-length: ${body.length}\r\n\r\n`);
